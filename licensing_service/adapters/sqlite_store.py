@@ -1,0 +1,364 @@
+"""SQLite storage: one file, WAL, parameterized SQL only.
+
+The SQL here is kept to what PostgreSQL also speaks (no INSERT OR REPLACE,
+no datetime('now')); time always comes in as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from licensing_service.adapters.sqltime import from_db, to_db
+from licensing_service.domain.sessions import SessionRecord, SessionStatus
+from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
+from licensing_service.service.ports import (
+    AuditEntry,
+    CustomerRecord,
+    NewCustomer,
+    NewEmail,
+    QueuedEmail,
+)
+
+_CUSTOMER_COLUMNS = (
+    "id, email, name, unlock_token, subscription_status, subscription_id, stripe_session_id,"
+    " machine_fingerprint, current_period_end, next_billing_date, last_validation, last_seen"
+)
+_SESSION_COLUMNS = "session_id, customer_id, status, last_heartbeat, device_info"
+
+
+@dataclass(slots=True)
+class FaultSwitch:
+    """Lets a test-clock server rehearse a database outage on demand."""
+
+    failing: bool = False
+
+
+def connect(path: str | Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    return conn
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, faults: FaultSwitch | None = None) -> None:
+        self.path = Path(path)
+        self.faults = faults or FaultSwitch()
+        try:
+            self._conn = connect(self.path)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open database: {exc}") from exc
+        self._tx = SqliteTx(self._conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTx]:
+        if self.faults.failing:
+            raise StorageUnavailable("database unavailable (injected fault)")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        try:
+            yield self._tx
+        except sqlite3.IntegrityError as exc:
+            _rollback(conn)
+            raise ConstraintViolation(str(exc)) from exc
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise StorageUnavailable(str(exc)) from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise StorageUnavailable(str(exc)) from exc
+
+    def ping(self) -> None:
+        """Probe the database outside any transaction (health checks)."""
+        if self.faults.failing:
+            raise StorageUnavailable("database unavailable (injected fault)")
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # no transaction left to roll back (SQLite may have ended it)
+
+
+def _customer(row: tuple[Any, ...] | None) -> CustomerRecord | None:
+    if row is None:
+        return None
+    return CustomerRecord(
+        id=row[0],
+        email=row[1],
+        name=row[2],
+        unlock_token=row[3],
+        subscription_status=row[4],
+        subscription_id=row[5],
+        stripe_session_id=row[6],
+        machine_fingerprint=row[7],
+        current_period_end=from_db(row[8]),
+        next_billing_date=from_db(row[9]),
+        last_validation=from_db(row[10]),
+        last_seen=from_db(row[11]),
+    )
+
+
+def _session(row: tuple[Any, ...]) -> SessionRecord:
+    heartbeat = from_db(row[3])
+    assert heartbeat is not None
+    return SessionRecord(row[0], row[1], row[2], heartbeat, row[4])
+
+
+class SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def ping(self) -> None:
+        self._c.execute("SELECT 1").fetchone()
+
+    def customer_by_email(self, email: str) -> CustomerRecord | None:
+        sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE email = ?"
+        return _customer(self._c.execute(sql, (email,)).fetchone())
+
+    def customer_by_id(self, customer_id: int) -> CustomerRecord | None:
+        sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = ?"
+        return _customer(self._c.execute(sql, (customer_id,)).fetchone())
+
+    def insert_customer(self, customer: NewCustomer, now: datetime) -> int:
+        stamp = to_db(now)
+        cursor = self._c.execute(
+            "INSERT INTO customers (email, name, unlock_token, subscription_status,"
+            " stripe_customer_id, stripe_session_id, subscription_id, current_period_start,"
+            " current_period_end, next_billing_date, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                customer.email,
+                customer.name,
+                customer.unlock_token,
+                customer.subscription_status,
+                customer.stripe_customer_id,
+                customer.stripe_session_id,
+                customer.subscription_id,
+                _opt(customer.current_period_start),
+                _opt(customer.current_period_end),
+                _opt(customer.next_billing_date),
+                stamp,
+                stamp,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def record_validation(self, customer_id: int, now: datetime, fingerprint: str | None) -> None:
+        stamp = to_db(now)
+        if fingerprint is None:
+            self._c.execute(
+                "UPDATE customers SET last_validation = ?, last_seen = ? WHERE id = ?",
+                (stamp, stamp, customer_id),
+            )
+        else:
+            self._c.execute(
+                "UPDATE customers SET last_validation = ?, last_seen = ?, machine_fingerprint = ?"
+                " WHERE id = ?",
+                (stamp, stamp, fingerprint, customer_id),
+            )
+
+    def set_subscription_status(self, customer_id: int, status: str, now: datetime) -> None:
+        self._c.execute(
+            "UPDATE customers SET subscription_status = ?, updated_at = ? WHERE id = ?",
+            (status, to_db(now), customer_id),
+        )
+
+    def open_sessions(self, customer_id: int) -> list[SessionRecord]:
+        rows = self._c.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM active_sessions WHERE customer_id = ? AND status = ?",
+            (customer_id, SessionStatus.ACTIVE.value),
+        ).fetchall()
+        return [_session(r) for r in rows]
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        row = self._c.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM active_sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return None if row is None else _session(row)
+
+    def set_session_status(self, session_ids: Sequence[str], status: str, now: datetime) -> None:
+        stamp = to_db(now)
+        self._c.executemany(
+            "UPDATE active_sessions SET status = ?, ended_at = ? WHERE session_id = ?",
+            [(status, stamp, sid) for sid in session_ids],
+        )
+
+    def start_session(
+        self,
+        record: SessionRecord,
+        fingerprint: str | None,
+        client_address: str | None,
+        now: datetime,
+    ) -> None:
+        stamp = to_db(now)
+        updated = self._c.execute(
+            "UPDATE active_sessions SET status = ?, device_info = ?, machine_fingerprint = ?,"
+            " client_address = ?, started_at = ?, last_heartbeat = ?, ended_at = NULL"
+            " WHERE session_id = ? AND customer_id = ?",
+            (
+                record.status,
+                record.device_info,
+                fingerprint,
+                client_address,
+                stamp,
+                stamp,
+                record.session_id,
+                record.customer_id,
+            ),
+        ).rowcount
+        if updated == 0:
+            self._c.execute(
+                "INSERT INTO active_sessions (session_id, customer_id, status, device_info,"
+                " machine_fingerprint, client_address, started_at, last_heartbeat)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.session_id,
+                    record.customer_id,
+                    record.status,
+                    record.device_info,
+                    fingerprint,
+                    client_address,
+                    stamp,
+                    stamp,
+                ),
+            )
+
+    def touch_session(self, session_id: str, now: datetime) -> None:
+        self._c.execute(
+            "UPDATE active_sessions SET last_heartbeat = ? WHERE session_id = ?",
+            (to_db(now), session_id),
+        )
+
+    def alive_sessions(self, since: datetime) -> int:
+        row = self._c.execute(
+            "SELECT COUNT(*) FROM active_sessions WHERE status = ? AND last_heartbeat > ?",
+            (SessionStatus.ACTIVE.value, to_db(since)),
+        ).fetchone()
+        return int(row[0])
+
+    def audit(self, entries: Sequence[AuditEntry]) -> None:
+        self._c.executemany(
+            "INSERT INTO audit_log (customer_id, action, outcome, request_id, client_address,"
+            " details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.customer_id,
+                    e.action,
+                    e.outcome,
+                    e.request_id,
+                    e.client_address,
+                    None if e.details is None else json.dumps(e.details, sort_keys=True),
+                    to_db(e.at),
+                )
+                for e in entries
+            ],
+        )
+
+    def enqueue_email(self, email: NewEmail, now: datetime) -> bool:
+        """Queue an email; False when its dedupe key was already queued."""
+        stamp = to_db(now)
+        params = (
+            email.customer_id,
+            email.email_type,
+            email.recipient,
+            json.dumps(email.payload, sort_keys=True),
+            stamp,
+            email.dedupe_key,
+            stamp,
+        )
+        cursor = self._c.execute(
+            "INSERT INTO email_log (customer_id, email_type, recipient, payload,"
+            " next_attempt_at, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            params,
+        )
+        return cursor.rowcount == 1
+
+    def due_emails(self, now: datetime, limit: int) -> list[QueuedEmail]:
+        rows = self._c.execute(
+            "SELECT id, email_type, recipient, customer_id, payload, attempts FROM email_log"
+            " WHERE delivery_status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (to_db(now), limit),
+        ).fetchall()
+        return [QueuedEmail(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def mark_email_delivered(self, email_id: int, provider_id: str, now: datetime) -> None:
+        self._c.execute(
+            "UPDATE email_log SET delivery_status = 'delivered', resend_id = ?, delivered_at = ?,"
+            " attempts = attempts + 1, last_error = NULL WHERE id = ?",
+            (provider_id, to_db(now), email_id),
+        )
+
+    def mark_email_retry(self, email_id: int, error: str, next_attempt: datetime) -> None:
+        self._c.execute(
+            "UPDATE email_log SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            (error, to_db(next_attempt), email_id),
+        )
+
+    def mark_email_failed(self, email_id: int, error: str) -> None:
+        self._c.execute(
+            "UPDATE email_log SET delivery_status = 'failed', attempts = attempts + 1,"
+            " last_error = ? WHERE id = ?",
+            (error, email_id),
+        )
+
+    def outbox(self, limit: int) -> list[dict[str, Any]]:
+        rows = self._c.execute(
+            "SELECT id, customer_id, email_type, recipient, payload, delivery_status, attempts,"
+            " next_attempt_at, last_error, created_at, delivered_at FROM email_log"
+            " ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = (
+            "id customer_id email_type recipient payload delivery_status attempts"
+            " next_attempt_at last_error created_at delivered_at"
+        ).split()
+        result = [dict(zip(keys, row, strict=True)) for row in rows]
+        for item in result:
+            item["payload"] = json.loads(item["payload"])
+        return result
+
+    def pending_emails(self) -> int:
+        row = self._c.execute(
+            "SELECT COUNT(*) FROM email_log WHERE delivery_status = 'pending'"
+        ).fetchone()
+        return int(row[0])
+
+
+def _opt(when: datetime | None) -> str | None:
+    return None if when is None else to_db(when)

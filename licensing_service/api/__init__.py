@@ -1,0 +1,1 @@
+"""HTTP edge: routes, wire rendering, error mapping, metrics."""

@@ -1,0 +1,142 @@
+"""Wire rendering: outcomes and errors to POSPal v2 JSON bodies and headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from licensing_service.contract.errors import ERROR_SPECS, ErrorCode
+from licensing_service.contract.routes import API_VERSION
+from licensing_service.domain.cache_tiers import MINIMAL, CacheTier
+from licensing_service.service.errors import InvalidRequest, LicensingError
+from licensing_service.service.licensing import Validated, iso
+
+JSON = "application/json"
+NO_STORE = "no-store"
+
+
+def json_response(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, headers, JSON)
+
+
+def cache_headers(seconds: int, strategy: str) -> dict[str, str]:
+    return {
+        "Cache-Control": f"private, max-age={seconds}",
+        "X-API-Version": API_VERSION,
+        "X-Cache-Strategy": strategy,
+    }
+
+
+def caching(tier: CacheTier, now: datetime) -> dict[str, Any]:
+    return {
+        "strategy": tier.strategy,
+        "duration": tier.seconds,
+        "validUntil": iso(tier.valid_until(now)),
+        "recommendation": tier.recommendation,
+        "nextCheck": iso(tier.next_check(now)),
+    }
+
+
+def display_name(name: str | None, email: str) -> str:
+    return name or email.split("@", 1)[0]
+
+
+def subscription_view(v: Validated, now: datetime) -> dict[str, Any]:
+    c = v.customer
+    end = c.current_period_end
+    next_billing = c.next_billing_date or end
+    return {
+        "status": v.standing.reported_status,
+        "id": c.subscription_id,
+        "isActive": v.standing.is_active,
+        "currentPeriodEnd": iso(end),
+        "nextBillingDate": iso(next_billing),
+        "daysRemaining": None if next_billing is None else max(0, (next_billing - now).days),
+    }
+
+
+def invalid_request(exc: ValidationError) -> InvalidRequest:
+    """Pydantic's errors as (dotted field, message) pairs, without echoing input."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"]) or "body"
+        problems.append((loc, err["msg"]))
+    return InvalidRequest(problems)
+
+
+def error_body(exc: LicensingError, request_id: str, now: datetime, endpoint: str) -> dict[str, Any]:
+    spec = ERROR_SPECS[exc.code]
+    message: str | list[str] = exc.message
+    body: dict[str, Any] = {"success": False, "timestamp": iso(now), "requestId": request_id}
+    if isinstance(exc, InvalidRequest):
+        message = [f"{field}: {problem}" for field, problem in exc.problems]
+    body["error"] = {
+        "code": exc.code.value,
+        "message": message,
+        "category": spec.category,
+        "severity": spec.severity,
+        "retryable": spec.retryable,
+    }
+    if isinstance(exc, InvalidRequest):
+        body["fieldErrors"] = [{"field": f, "message": m} for f, m in exc.problems]
+    body.update(exc.extra())
+    if exc.retry_after is not None:
+        body["retryAfter"] = exc.retry_after
+    body["metadata"] = {"apiVersion": API_VERSION, "endpoint": endpoint}
+    return body
+
+
+def error_headers(exc: LicensingError) -> dict[str, str]:
+    headers = {"Cache-Control": NO_STORE, "X-API-Version": API_VERSION}
+    if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE:
+        # The "minimal" tier: a device may trust a suspension for 5 minutes.
+        headers.update(cache_headers(MINIMAL.seconds, MINIMAL.strategy))
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return headers
+
+
+def unified_error(
+    exc: LicensingError, request_id: str, now: datetime, endpoint: str
+) -> Response:
+    body = error_body(exc, request_id, now, endpoint)
+    if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE:
+        body["caching"] = caching(MINIMAL, now)
+    return json_response(body, ERROR_SPECS[exc.code].status, error_headers(exc))
+
+
+# Legacy bodies: /validate and /instant-validate answer credential and
+# subscription problems in their own {valid: false} shape; everything else
+# (bad input, rate limits, outages) uses {success: false}.
+_VALIDITY_CODES = {
+    ErrorCode.INVALID_CREDENTIALS,
+    ErrorCode.SUBSCRIPTION_INACTIVE,
+    ErrorCode.NO_VALID_SUBSCRIPTION,
+}
+
+
+def legacy_error(exc: LicensingError, now: datetime, *, validation_shape: bool) -> Response:
+    status = ERROR_SPECS[exc.code].status
+    body: dict[str, Any]
+    if validation_shape and exc.code in _VALIDITY_CODES:
+        tier = MINIMAL if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE else None
+        body = {"valid": False, "error": exc.message, "errorCode": exc.code.value}
+        extra = exc.extra()
+        if "subscriptionInfo" in extra:
+            body["subscriptionInfo"] = extra["subscriptionInfo"]
+        body["validatedAt"] = iso(now)
+        body["cacheUntil"] = iso(tier.valid_until(now) if tier else now)
+    else:
+        body = {"success": False, "error": exc.message, "errorCode": exc.code.value}
+        if isinstance(exc, InvalidRequest):
+            body["fieldErrors"] = [{"field": f, "message": m} for f, m in exc.problems]
+        body.update({k: v for k, v in exc.extra().items() if k in ("conflict", "conflictInfo")})
+        if exc.retry_after is not None:
+            body["retryAfter"] = exc.retry_after
+    return json_response(body, status, error_headers(exc))

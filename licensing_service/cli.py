@@ -1,0 +1,173 @@
+"""``licensing-harness``: the project's one console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from licensing_service import logs
+from licensing_service.config import ConfigError, Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ConfigError, ValidationError) as exc:
+        print(f"licensing-harness: configuration refused: {_reason(exc)}", file=sys.stderr)
+        return 2
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+    return str(exc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="licensing-harness")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the reference licensing service")
+    serve.add_argument("--host", help="bind address (LH_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (LH_PORT, default 8787)")
+    serve.add_argument("--db", type=Path, help="SQLite file (LH_DB, default var/licensing.db)")
+    serve.add_argument("--workers", type=int, help="worker processes (LH_WORKERS, default 1)")
+    serve.add_argument(
+        "--test-clock", action="store_true", default=None,
+        help="add /__harness__/ routes to move time and inject faults (LH_TEST_CLOCK)",
+    )
+    serve.set_defaults(run=_serve)
+
+    seed = sub.add_parser("seed", help="write customers straight to the database for load tests")
+    seed.add_argument("--db", type=Path, required=True)
+    seed.add_argument("--customers", type=_positive, required=True)
+    seed.add_argument("--inactive-ratio", type=_ratio, default=0.0)
+    seed.add_argument("--out", type=Path, required=True, help="JSON lines, one per customer")
+    seed.add_argument("--seed", type=int, default=None, help="makes statuses reproducible")
+    seed.set_defaults(run=_seed)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from licensing_service.bootstrap import create_app, test_clock_file
+
+    settings = Settings(**_overrides(args, ("host", "port", "db", "workers", "test_clock")))
+    logs.configure(settings.log_level)
+    if settings.test_clock:
+        test_clock_file(settings.db).unlink(missing_ok=True)  # a restart starts at real time
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "on",
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    # Worker processes rebuild the settings from the environment.
+    os.environ.update(_as_env(settings))
+    create_app(settings, background=False)  # migrate once, before the workers race to
+    uvicorn.run(
+        "licensing_service.bootstrap:create_app_from_env",
+        factory=True,
+        workers=settings.workers,
+        **common,
+    )
+    return 0
+
+
+def _as_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    for name, value in settings.model_dump(exclude={"resend_api_key"}).items():
+        if value is not None:
+            env[f"LH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from licensing_service.adapters.clock import SystemClock
+    from licensing_service.adapters.sqlite_store import FaultSwitch
+    from licensing_service.bootstrap import open_store
+    from licensing_service.domain.credentials import new_unlock_token
+    from licensing_service.service.ports import NewCustomer
+
+    settings = Settings(db=args.db)
+    clock = SystemClock()
+    now = clock.now()
+    store = open_store(settings, clock, FaultSwitch())
+    rng = random.Random(args.seed)
+    batch = f"{rng.getrandbits(32):08x}"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with args.out.open("w", encoding="utf-8") as out, store.transaction() as tx:
+        for i in range(args.customers):
+            inactive = rng.random() < args.inactive_ratio
+            customer = NewCustomer(
+                email=f"seed-{batch}-{i:07d}@example.test",
+                name=f"Seeded Till {i}",
+                unlock_token=new_unlock_token(),
+                subscription_status="inactive" if inactive else "active",
+                subscription_id=f"sub_seed{batch}{i:07d}",
+                current_period_start=now - timedelta(days=1),
+                current_period_end=now + timedelta(days=30),
+                next_billing_date=now + timedelta(days=30),
+            )
+            customer_id = tx.insert_customer(customer, now)
+            out.write(json.dumps({
+                "email": customer.email,
+                "token": customer.unlock_token,
+                "customer_id": customer_id,
+                "status": customer.subscription_status,
+            }) + "\n")
+            written += 1
+            _progress(written, args.customers)
+    store.close()
+    print(f"seeded {written} customers into {args.db}; credentials in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    step = max(1, total // 20)
+    if done % step == 0 or done == total:
+        width = 30
+        filled = width * done // total
+        bar = "#" * filled + "." * (width - filled)
+        print(f"\rseeding [{bar}] {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)

@@ -1,0 +1,64 @@
+"""Settings, from arguments or environment variables (table in README).
+
+Built explicitly by the CLI or the test that needs them; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """Settings that must not be run with (raised before anything starts)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LH_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    db: Path = Path("var/licensing.db")
+    workers: int = Field(default=1, ge=1, le=64)
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    test_clock: bool = False
+    # Comma-separated origins allowed by CORS; empty disables CORS headers.
+    cors_origins: str = ""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    trust_forwarded_for: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    rate_limit_ip: int = Field(default=30, ge=1)
+    rate_limit_email: int = Field(default=10, ge=1)
+    rate_limit_window_seconds: int = Field(default=600, ge=1)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    audit_flush_ms: int = Field(default=50, ge=1)
+
+    resend_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RESEND_API_KEY", "LH_RESEND_API_KEY")
+    )
+    resend_api_base: str = "https://api.resend.com"
+    email_from: str = "POSPal Licensing <licensing@example.com>"
+    # Where emails go without RESEND_API_KEY: a JSON-lines file (default beside the database).
+    email_sink: Path | None = None
+    email_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.environment == "production":
+            if self.test_clock:
+                raise ConfigError("--test-clock is refused when LH_ENVIRONMENT=production")
+            if "*" in self.allowed_origins():
+                raise ConfigError("LH_CORS_ORIGINS='*' is refused when LH_ENVIRONMENT=production")
+        return self
+
+    def allowed_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def sink_path(self) -> Path:
+        return self.email_sink or self.db.with_name("emails.jsonl")

@@ -1,0 +1,1 @@
+"""Use cases: the pure core composed with storage, clock and outbox ports."""

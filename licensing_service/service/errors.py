@@ -1,0 +1,123 @@
+"""Errors a use case can end in. The API maps each to its wire code.
+
+    LicensingError                  (the root; each carries an ErrorCode)
+    ├── InvalidRequest              malformed input, with field-level problems
+    ├── InvalidCredentials          unknown email or wrong token
+    ├── RateLimited                 too many failed attempts (Retry-After)
+    ├── SubscriptionInactive        license exists but is not in good standing
+    ├── NoValidSubscription         instant validation found no paid session
+    ├── SessionError                SessionConflict, SessionNotFound,
+    │                               SessionExpired, SessionKicked,
+    │                               SessionEnded, SessionIdTaken
+    └── Unavailable                 DatabaseUnavailable, BreakerOpen (Retry-After)
+
+``StorageUnavailable`` is not a LicensingError: adapters raise it, and the
+service turns it into ``DatabaseUnavailable`` after telling the breaker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from licensing_service.contract.errors import ErrorCode
+from licensing_service.domain.sessions import SessionRecord
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or failed (raised by adapters)."""
+
+
+class ConstraintViolation(Exception):
+    """A uniqueness or integrity rule of the schema refused a write (raised by adapters)."""
+
+
+class LicensingError(Exception):
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def extra(self) -> dict[str, Any]:
+        """Code-specific keys that go at the top level of the error envelope."""
+        return {}
+
+
+class InvalidRequest(LicensingError):
+    code = ErrorCode.INVALID_REQUEST_FORMAT
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+class InvalidCredentials(LicensingError):
+    code = ErrorCode.INVALID_CREDENTIALS
+
+
+class RateLimited(LicensingError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class SubscriptionInactive(LicensingError):
+    code = ErrorCode.SUBSCRIPTION_INACTIVE
+
+    def __init__(self, message: str, info: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.info = info
+
+    def extra(self) -> dict[str, Any]:
+        return {"subscriptionInfo": self.info}
+
+
+class NoValidSubscription(LicensingError):
+    code = ErrorCode.NO_VALID_SUBSCRIPTION
+
+
+class SessionError(LicensingError):
+    pass
+
+
+class SessionConflict(SessionError):
+    code = ErrorCode.SESSION_CONFLICT
+
+    def __init__(self, holder: SessionRecord, last_seen: str, device_info: Any) -> None:
+        super().__init__("Another device is currently using this license")
+        self.holder = holder
+        self.conflict_info = {"deviceInfo": device_info, "lastSeen": last_seen}
+
+    def extra(self) -> dict[str, Any]:
+        return {"conflict": True, "conflictInfo": self.conflict_info}
+
+
+class SessionNotFound(SessionError):
+    code = ErrorCode.SESSION_NOT_FOUND
+
+
+class SessionExpired(SessionError):
+    code = ErrorCode.SESSION_EXPIRED
+
+
+class SessionKicked(SessionError):
+    code = ErrorCode.SESSION_KICKED
+
+
+class SessionEnded(SessionError):
+    code = ErrorCode.SESSION_ENDED
+
+
+class SessionIdTaken(SessionError):
+    code = ErrorCode.SESSION_ID_TAKEN
+
+
+class Unavailable(LicensingError):
+    pass
+
+
+class DatabaseUnavailable(Unavailable):
+    code = ErrorCode.DATABASE_ERROR
+
+
+class BreakerOpen(Unavailable):
+    code = ErrorCode.CIRCUIT_BREAKER_OPEN

@@ -1,0 +1,491 @@
+"""Validation and device sessions: the pure rules composed with storage.
+
+Every public method takes a ``Call`` (request id, client address, ``now``
+read once from the injected clock) and either returns an outcome or raises a
+:class:`~licensing_service.service.errors.LicensingError`. Nothing here
+awaits: a transaction never spans an ``await``, so requests sharing the one
+connection cannot interleave inside one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from licensing_service.domain import cache_tiers
+from licensing_service.domain.breaker import BreakerState, CircuitBreaker
+from licensing_service.domain.cache_tiers import CacheTier
+from licensing_service.domain.credentials import hash_fingerprint, normalize_email, tokens_match
+from licensing_service.domain.rate_limit import FailureLimiter
+from licensing_service.domain.sessions import (
+    SESSION_TTL,
+    Conflict,
+    HeartbeatOutcome,
+    SessionRecord,
+    SessionStatus,
+    plan_heartbeat,
+    plan_start,
+    plan_takeover,
+)
+from licensing_service.domain.subscription import Standing, days_remaining, standing
+from licensing_service.service.audit import AuditBuffer
+from licensing_service.service.emails import EmailType, compose
+from licensing_service.service.errors import (
+    BreakerOpen,
+    ConstraintViolation,
+    DatabaseUnavailable,
+    InvalidCredentials,
+    NoValidSubscription,
+    RateLimited,
+    SessionConflict,
+    SessionEnded,
+    SessionExpired,
+    SessionIdTaken,
+    SessionKicked,
+    SessionNotFound,
+    StorageUnavailable,
+    SubscriptionInactive,
+    Unavailable,
+)
+from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, Tx
+from licensing_service.service.snapshot import Snapshot
+
+# Compared against when the email is unknown, so both failure paths do the
+# same constant-time work.
+_ABSENT_TOKEN = "POSPAL-0000-0000-0000-0000"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    request_id: str
+    client_address: str | None
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    customer: CustomerRecord  # as it was before this validation
+    standing: Standing
+    tier: CacheTier
+    machine_changed: bool | None
+    fingerprint_processed: bool
+    degraded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGranted:
+    customer: CustomerRecord
+    session_id: str
+    device_info: dict[str, Any]
+    takeover: bool
+    kicked: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_ip: FailureLimiter
+    per_email: FailureLimiter
+
+
+class LicensingService:
+    def __init__(
+        self,
+        store: Store,
+        breaker: CircuitBreaker,
+        limits: Limits,
+        audit: AuditBuffer,
+        snapshot: Snapshot,
+    ) -> None:
+        self.store = store
+        self.breaker = breaker
+        self.limits = limits
+        self.audit_buffer = audit
+        self.snapshot = snapshot
+
+    # ------------------------------------------------------------ validation
+
+    def validate(
+        self,
+        call: Call,
+        email: str,
+        token: str,
+        fingerprint: str | None,
+        skip_machine_update: bool,
+    ) -> Validated:
+        email = normalize_email(email)
+        self._check_limits(call, email)
+        try:
+            with self._tx(call.now) as tx:
+                customer = self._authenticate(tx, call, email, token, "validation")
+                outcome = self._validate_in(tx, call, customer, fingerprint, skip_machine_update)
+        except Unavailable:
+            return self._validate_degraded(call, email, token)
+        self.snapshot.put(_after_validation(outcome, call.now))
+        return outcome
+
+    def _validate_in(
+        self,
+        tx: Tx,
+        call: Call,
+        customer: CustomerRecord,
+        fingerprint: str | None,
+        skip_machine_update: bool,
+    ) -> Validated:
+        now = call.now
+        good = standing(customer.subscription_status, customer.current_period_end, now)
+        if not good.is_active:
+            self._audit(call, "validation", "inactive", customer.id)
+            raise SubscriptionInactive("Subscription is not active", subscription_info(customer, now))
+        tier = cache_tiers.tier_for(active=True, last_validation=customer.last_validation, now=now)
+        machine_changed: bool | None = False
+        new_hash = None
+        if fingerprint is not None and not skip_machine_update:
+            new_hash = hash_fingerprint(fingerprint)
+            machine_changed = (
+                None if customer.machine_fingerprint is None
+                else customer.machine_fingerprint != new_hash
+            )
+            if machine_changed:
+                self._machine_switch(tx, call, customer, "validation from a new device")
+        tx.record_validation(customer.id, now, new_hash)
+        self._audit(call, "validation", "success", customer.id)
+        return Validated(customer, good, tier, machine_changed, new_hash is not None, False)
+
+    def _validate_degraded(self, call: Call, email: str, token: str) -> Validated:
+        """Answer from the last-known-good snapshot while the database is out."""
+        known = self.snapshot.get(email)
+        if known is None:
+            raise self._unavailable(call.now)
+        if not tokens_match(token, known.unlock_token):
+            self._credential_failure(call, email, known.id, "validation")
+        good = standing(known.subscription_status, known.current_period_end, call.now)
+        self._audit(call, "validation", "degraded" if good.is_active else "inactive", known.id)
+        if not good.is_active:
+            raise SubscriptionInactive("Subscription is not active", subscription_info(known, call.now))
+        return Validated(known, good, cache_tiers.MINIMAL, False, False, True)
+
+    def instant(self, call: Call, email: str, stripe_session_id: str, fingerprint: str) -> Validated:
+        """First validation right after checkout: the Stripe session id is the credential."""
+        email = normalize_email(email)
+        self._check_limits(call, email)
+        with self._tx(call.now) as tx:
+            customer = tx.customer_by_email(email)
+            paid = customer is not None and customer.stripe_session_id is not None
+            presented_ok = tokens_match(
+                stripe_session_id,
+                customer.stripe_session_id if paid and customer else _ABSENT_TOKEN,
+            )
+            if customer is None or not paid or not presented_ok:
+                self._credential_failure(
+                    call, email, customer.id if customer else None, "instant_validation"
+                )
+            assert customer is not None
+            good = standing(customer.subscription_status, customer.current_period_end, call.now)
+            if not good.is_active:
+                self._audit(call, "instant_validation", "inactive", customer.id)
+                raise NoValidSubscription("No valid subscription found for this payment session")
+            new_hash = hash_fingerprint(fingerprint)
+            tx.record_validation(customer.id, call.now, new_hash)
+            self._audit(call, "instant_validation", "success", customer.id)
+        outcome = Validated(customer, good, cache_tiers.INSTANT, False, True, False)
+        self.snapshot.put(_after_validation(outcome, call.now))
+        return outcome
+
+    # -------------------------------------------------------------- sessions
+
+    def start_session(
+        self,
+        call: Call,
+        email: str,
+        token: str,
+        session_id: str,
+        fingerprint: str,
+        device_info: dict[str, Any],
+        *,
+        takeover: bool = False,
+    ) -> SessionGranted:
+        email = normalize_email(email)
+        self._check_limits(call, email)
+        action = "session_takeover" if takeover else "session_start"
+        try:
+            with self._tx(call.now) as tx:
+                customer = self._authenticate(tx, call, email, token, action)
+                self._require_active(customer, call, action)
+                granted = self._start_in(
+                    tx, call, customer, session_id, fingerprint, device_info, takeover
+                )
+        except ConstraintViolation as exc:
+            # Only reachable if another process won a race the IMMEDIATE
+            # transaction should already have serialised; say so, never 500.
+            raise SessionIdTaken("Session could not be started; retry") from exc
+        self.snapshot.put(granted.customer)
+        return granted
+
+    def _start_in(
+        self,
+        tx: Tx,
+        call: Call,
+        customer: CustomerRecord,
+        session_id: str,
+        fingerprint: str,
+        device_info: dict[str, Any],
+        takeover: bool,
+    ) -> SessionGranted:
+        now = call.now
+        existing = tx.session(session_id)
+        if existing is not None and existing.customer_id != customer.id:
+            raise SessionIdTaken("This session id belongs to another license")
+        open_sessions = tx.open_sessions(customer.id)
+        kicked: tuple[str, ...] = ()
+        if takeover:
+            kicked = plan_takeover(open_sessions, session_id)
+            tx.set_session_status(kicked, SessionStatus.KICKED, now)
+            self._machine_switch(tx, call, customer, "takeover", device_info.get("hostname"))
+        else:
+            decision = plan_start(open_sessions, session_id, now)
+            if isinstance(decision, Conflict):
+                raise _conflict(decision.holder)
+            tx.set_session_status(decision.expire, SessionStatus.EXPIRED, now)
+        record = SessionRecord(
+            session_id, customer.id, SessionStatus.ACTIVE, now, json.dumps(device_info)
+        )
+        tx.start_session(record, hash_fingerprint(fingerprint), call.client_address, now)
+        action = "session_takeover" if takeover else "session_start"
+        details = {"session_id": session_id, "kicked": list(kicked)} if takeover else None
+        tx.audit([_entry(call, action, "success", customer.id, details)])
+        return SessionGranted(customer, session_id, device_info, takeover, kicked)
+
+    def heartbeat(
+        self, call: Call, session_id: str, email: str | None = None, token: str | None = None
+    ) -> SessionRecord:
+        outcome, record = self._heartbeat_tx(call, session_id, email, token)
+        self._audit(call, "session_heartbeat", outcome.value, record.customer_id if record else None)
+        if outcome is HeartbeatOutcome.ALIVE and record is not None:
+            return replace(record, last_heartbeat=call.now)
+        raise _heartbeat_error(outcome)
+
+    def _heartbeat_tx(
+        self, call: Call, session_id: str, email: str | None, token: str | None
+    ) -> tuple[HeartbeatOutcome, SessionRecord | None]:
+        with self._tx(call.now) as tx:
+            owner = self._optional_owner(tx, call, email, token, "session_heartbeat")
+            record = tx.session(session_id)
+            if record is not None and owner is not None and record.customer_id != owner.id:
+                record = None  # another license's session: do not reveal it exists
+            outcome = plan_heartbeat(record, call.now)
+            if record is None or outcome is not HeartbeatOutcome.ALIVE:
+                if outcome is HeartbeatOutcome.EXPIRED and record is not None:
+                    tx.set_session_status([session_id], SessionStatus.EXPIRED, call.now)
+                return outcome, record
+            customer = owner or tx.customer_by_id(record.customer_id)
+            assert customer is not None
+            self._require_active(customer, call, "session_heartbeat")
+            tx.touch_session(session_id, call.now)
+            return outcome, record
+
+    def end_session(
+        self, call: Call, session_id: str, email: str | None = None, token: str | None = None
+    ) -> SessionRecord:
+        with self._tx(call.now) as tx:
+            owner = self._optional_owner(tx, call, email, token, "session_end")
+            record = tx.session(session_id)
+            if record is None or (owner is not None and record.customer_id != owner.id):
+                raise SessionNotFound("Session not found")
+            if record.status == SessionStatus.ACTIVE:
+                tx.set_session_status([session_id], SessionStatus.ENDED, call.now)
+                tx.audit([_entry(call, "session_end", "success", record.customer_id)])
+            elif record.status == SessionStatus.KICKED:
+                raise SessionKicked("Session was taken over by another device")
+        return replace(record, status=SessionStatus.ENDED)
+
+    # --------------------------------------------------------- state changes
+
+    def set_subscription_status(
+        self, call: Call, customer_id: int, status: str, reason: str
+    ) -> CustomerRecord:
+        """Commit a status change and, in the same step, the snapshot the
+        breaker answers from, so no degraded answer can contradict it."""
+        with self._tx(call.now) as tx:
+            tx.set_subscription_status(customer_id, status, call.now)
+            tx.audit([_entry(call, "status_change", status, customer_id, {"reason": reason})])
+            customer = tx.customer_by_id(customer_id)
+        if customer is None:
+            raise LookupError(f"no customer {customer_id}")
+        self.snapshot.put(customer)
+        return customer
+
+    # ---------------------------------------------------------------- upkeep
+
+    def flush_audit(self, now: datetime) -> int:
+        """Write buffered audit entries; on failure keep them for next time."""
+        entries = self.audit_buffer.take()
+        if not entries:
+            return 0
+        try:
+            with self._tx(now) as tx:
+                tx.audit(entries)
+        except Unavailable:
+            self.audit_buffer.put_back(entries)
+            return 0
+        return len(entries)
+
+    def alive_sessions(self, now: datetime) -> int:
+        with self.store.transaction() as tx:
+            return tx.alive_sessions(now - SESSION_TTL)
+
+    # --------------------------------------------------------------- helpers
+
+    @contextmanager
+    def _tx(self, now: datetime) -> Iterator[Tx]:
+        """A transaction through the circuit breaker."""
+        if not self.breaker.allow(now):
+            raise self._unavailable(now)
+        try:
+            with self.store.transaction() as tx:
+                yield tx
+        except StorageUnavailable as exc:
+            self.breaker.record_failure(now)
+            raise self._unavailable(now) from exc
+        except BaseException:
+            self.breaker.record_success(now)  # the database answered; the request failed
+            raise
+        self.breaker.record_success(now)
+
+    def _unavailable(self, now: datetime) -> Unavailable:
+        retry = self.breaker.retry_after_seconds(now)
+        if self.breaker.state is BreakerState.CLOSED:
+            return DatabaseUnavailable("Database unavailable", retry_after=retry)
+        return BreakerOpen("Database circuit breaker is open", retry_after=retry)
+
+    def _check_limits(self, call: Call, email: str) -> None:
+        waits = [
+            self.limits.per_email.retry_after(email, call.now),
+            self.limits.per_ip.retry_after(call.client_address or "-", call.now),
+        ]
+        blocked = [w for w in waits if w is not None]
+        if blocked:
+            raise RateLimited(
+                "Too many failed attempts; try again later", retry_after=max(blocked)
+            )
+
+    def _authenticate(
+        self, tx: Tx, call: Call, email: str, token: str, action: str
+    ) -> CustomerRecord:
+        customer = tx.customer_by_email(email)
+        stored = customer.unlock_token if customer is not None else _ABSENT_TOKEN
+        if not tokens_match(token, stored) or customer is None:
+            self._credential_failure(call, email, customer.id if customer else None, action)
+        assert customer is not None
+        self.snapshot.put(customer)  # the freshest truth we have, for degraded answers
+        return customer
+
+    def _optional_owner(
+        self, tx: Tx, call: Call, email: str | None, token: str | None, action: str
+    ) -> CustomerRecord | None:
+        if email is None or token is None:
+            return None
+        email = normalize_email(email)
+        self._check_limits(call, email)
+        return self._authenticate(tx, call, email, token, action)
+
+    def _credential_failure(
+        self, call: Call, email: str, customer_id: int | None, action: str
+    ) -> None:
+        self.limits.per_email.record_failure(email, call.now)
+        self.limits.per_ip.record_failure(call.client_address or "-", call.now)
+        self._audit(call, action, "invalid_credentials", customer_id)
+        raise InvalidCredentials("Invalid email or unlock token")
+
+    def _require_active(self, customer: CustomerRecord, call: Call, action: str) -> None:
+        good = standing(customer.subscription_status, customer.current_period_end, call.now)
+        if not good.is_active:
+            self._audit(call, action, "inactive", customer.id)
+            raise SubscriptionInactive(
+                "Subscription is not active", subscription_info(customer, call.now)
+            )
+
+    def _machine_switch(
+        self,
+        tx: Tx,
+        call: Call,
+        customer: CustomerRecord,
+        reason: str,
+        device: str | None = None,
+    ) -> None:
+        tx.audit([_entry(call, "machine_switch", reason, customer.id)])
+        tx.enqueue_email(
+            compose(
+                EmailType.MACHINE_SWITCH,
+                customer.email,
+                customer.id,
+                name=customer.name or customer.email.split("@")[0],
+                device=device or "another device",
+                reason=reason,
+                at=call.now.isoformat(),
+            ),
+            call.now,
+        )
+
+    def _audit(self, call: Call, action: str, outcome: str, customer_id: int | None) -> None:
+        self.audit_buffer.add(_entry(call, action, outcome, customer_id))
+
+
+def _entry(
+    call: Call,
+    action: str,
+    outcome: str,
+    customer_id: int | None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    return AuditEntry(
+        action, outcome, customer_id, call.request_id, call.client_address, call.now, details
+    )
+
+
+def _after_validation(outcome: Validated, now: datetime) -> CustomerRecord:
+    return replace(outcome.customer, last_validation=now, last_seen=now)
+
+
+def _conflict(holder: SessionRecord) -> SessionConflict:
+    device = json.loads(holder.device_info) if holder.device_info else None
+    last_seen = holder.last_heartbeat.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return SessionConflict(holder, last_seen, device)
+
+
+def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
+    match outcome:
+        case HeartbeatOutcome.NOT_FOUND:
+            return SessionNotFound("Session not found")
+        case HeartbeatOutcome.KICKED:
+            return SessionKicked("Session was taken over by another device")
+        case HeartbeatOutcome.ENDED:
+            return SessionEnded("Session has ended; start a new one")
+        case _:
+            return SessionExpired("Session expired; start a new one")
+
+
+def iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def subscription_info(customer: CustomerRecord, now: datetime) -> dict[str, Any]:
+    """POSPal's detailed subscription status object."""
+    good = standing(customer.subscription_status, customer.current_period_end, now)
+    period_end = customer.current_period_end
+    return {
+        "isActive": good.is_active,
+        "status": good.reported_status,
+        "billingPeriodExpired": period_end is not None and period_end <= now,
+        "subscriptionId": customer.subscription_id,
+        "lastSeen": iso(customer.last_seen),
+        "lastValidation": iso(customer.last_validation),
+        "currentPeriodEnd": iso(period_end),
+        "nextBillingDate": iso(customer.next_billing_date),
+        "daysRemaining": days_remaining(customer.next_billing_date or period_end, now),
+    }

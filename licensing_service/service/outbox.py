@@ -1,0 +1,99 @@
+"""Email delivery from the outbox: at-least-once, retried with backoff, never lost.
+
+Rows leave ``pending`` only as ``delivered`` or, for a permanent refusal
+(a malformed address, a rejected sender), ``failed`` with the reason kept.
+Transient failures are retried forever, with exponential backoff capped at
+an hour, so a long provider outage delays mail but loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from licensing_service.service.emails import render
+from licensing_service.service.errors import StorageUnavailable
+from licensing_service.service.ports import QueuedEmail, Store, Tx
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+class EmailTransport(Protocol):
+    async def send(self, email: QueuedEmail, subject: str, text: str) -> str:
+        """Deliver; return the provider's message id or raise DeliveryError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=1)
+
+    def after(self, attempts: int) -> timedelta:
+        """Delay after the ``attempts``-th failure (1-based): 30 s, 60 s, 120 s ... 1 h."""
+        return min(self.cap, self.base * (2 ** min(attempts - 1, 20)))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            self.delivered + other.delivered, self.retried + other.retried, self.failed + other.failed
+        )
+
+
+class Deliverer:
+    def __init__(
+        self, store: Store, transport: EmailTransport, backoff: Backoff | None = None
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.backoff = backoff or Backoff()
+
+    async def run_once(self, now: datetime, batch: int = 50) -> DeliveryReport:
+        try:
+            with self.store.transaction() as tx:
+                due = tx.due_emails(now, batch)
+        except StorageUnavailable:
+            return DeliveryReport()
+        report = DeliveryReport()
+        for email in due:
+            report = report + await self._deliver(email, now)
+        return report
+
+    async def _deliver(self, email: QueuedEmail, now: datetime) -> DeliveryReport:
+        subject, text = render(email.email_type, email.payload)
+        try:
+            provider_id = await self.transport.send(email, subject, text)
+        except DeliveryError as exc:
+            log.warning("email %s (%s) not delivered: %s", email.id, email.email_type, exc)
+            if exc.permanent:
+                self._record(lambda tx: tx.mark_email_failed(email.id, str(exc)))
+                return DeliveryReport(failed=1)
+            when = now + self.backoff.after(email.attempts + 1)
+            self._record(lambda tx: tx.mark_email_retry(email.id, str(exc), when))
+            return DeliveryReport(retried=1)
+        self._record(lambda tx: tx.mark_email_delivered(email.id, provider_id, now))
+        return DeliveryReport(delivered=1)
+
+    def _record(self, write: Callable[[Tx], None]) -> None:
+        # A delivery whose outcome cannot be written stays pending and is sent
+        # again: duplicate mail is better than lost mail.
+        try:
+            with self.store.transaction() as tx:
+                write(tx)
+        except StorageUnavailable:
+            log.warning("could not record an email delivery outcome; it will be retried")

@@ -1,0 +1,28 @@
+"""Last-known-good license records, answered from while the breaker is open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from licensing_service.service.ports import CustomerRecord
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Per-process, bounded (oldest entry evicted first)."""
+
+    max_entries: int = 200_000
+    _by_email: dict[str, CustomerRecord] = field(default_factory=dict)
+
+    def get(self, email: str) -> CustomerRecord | None:
+        return self._by_email.get(email)
+
+    def put(self, customer: CustomerRecord) -> None:
+        entries = self._by_email
+        entries.pop(customer.email, None)
+        entries[customer.email] = customer
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
+
+    def __len__(self) -> int:
+        return len(self._by_email)

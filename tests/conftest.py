@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from licensing_service.config import Settings
+from licensing_service.domain.credentials import new_unlock_token
+from licensing_service.service.ports import NewCustomer
+from tests.live import LiveServer
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    email: str
+    token: str
+    stripe_session_id: str
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "db": tmp_path / "licensing.db",
+        "test_clock": True,
+        "environment": "test",
+        "rate_limit_ip": 100_000,
+        "rate_limit_email": 100_000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(test_settings(tmp_path_factory.mktemp("srv"))).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    started: list[LiveServer] = []
+
+    def make(**overrides: Any) -> LiveServer:
+        transport = overrides.pop("transport", None)
+        sub = tmp_path / f"srv{len(started)}"
+        sub.mkdir()
+        live = LiveServer(test_settings(sub, **overrides), transport=transport).start()
+        started.append(live)
+        return live
+
+    yield make
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        yield http
+
+
+def add_customer(
+    server: LiveServer,
+    *,
+    status: str = "active",
+    period_end: timedelta | None = timedelta(days=30),
+    name: str | None = "Test Till",
+) -> Customer:
+    n = next(_ids)
+    email = f"till-{n}-{id(server)}@example.test"
+    token = new_unlock_token()
+    stripe_session = f"cs_test_{n}_{id(server)}"
+
+    def insert() -> int:
+        now: datetime = server.clock.now()
+        with server.parts.store.transaction() as tx:
+            return tx.insert_customer(
+                NewCustomer(
+                    email=email, name=name, unlock_token=token, subscription_status=status,
+                    stripe_session_id=stripe_session, subscription_id=f"sub_{n}",
+                    current_period_end=None if period_end is None else now + period_end,
+                ),
+                now,
+            )
+
+    return Customer(server.run(insert), email, token, stripe_session)
+
+
+@pytest.fixture
+def customer(server: LiveServer) -> Customer:
+    return add_customer(server)

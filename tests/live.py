@@ -1,0 +1,84 @@
+"""A real uvicorn server on 127.0.0.1, in a thread of the test process.
+
+Everything inside the app (store, service, clock) belongs to the server's
+event-loop thread; tests reach it only through ``LiveServer.run`` (which
+executes a function on that thread) or over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import uvicorn
+
+from licensing_service.adapters.clock import ManualClock
+from licensing_service.bootstrap import Parts, create_app
+from licensing_service.config import Settings
+from licensing_service.service.outbox import EmailTransport
+
+T = TypeVar("T")
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: ManualClock | None = None,
+        transport: EmailTransport | None = None,
+    ) -> None:
+        self.clock = clock or ManualClock(EPOCH)
+        self.app = create_app(settings, clock=self.clock, transport=transport, background=False)
+        self.parts: Parts = self.app.state.parts
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_config=None,
+            access_log=False, lifespan="on", loop="asyncio",
+        )
+        self._server = uvicorn.Server(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._server.serve())
+        self._loop.close()
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.005)
+        return self
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the server's event-loop thread and return its result."""
+        assert self._loop is not None
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=10)
+
+    def run_async(self, coro_fn: Callable[[], object]) -> object:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self._loop).result(timeout=30)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
