@@ -248,6 +248,8 @@ class UnifiedError(_Response):
     conflict: bool | None = None
     conflictInfo: ConflictInfo | None = None
     subscriptionInfo: SubscriptionInfo | None = None
+    # SUBSCRIPTION_INACTIVE only: the "minimal" tier a device may cache it for.
+    caching: Caching | None = None
     retryAfter: int | None = None
     metadata: Metadata
 
