@@ -147,7 +147,7 @@ def test_bad_input_loses_nothing(client: httpx.Client, customer: Customer) -> No
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
