@@ -37,7 +37,7 @@ from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.errors import LicensingError
-from licensing_service.service.licensing import Limits, LicensingService
+from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import Clock
 from licensing_service.service.snapshot import Snapshot
@@ -88,7 +88,9 @@ def build_service(settings: Settings, store: SqliteStore) -> LicensingService:
     window = timedelta(seconds=settings.rate_limit_window_seconds)
     return LicensingService(
         store,
-        CircuitBreaker(settings.breaker_threshold, timedelta(seconds=settings.breaker_open_seconds)),
+        CircuitBreaker(
+            settings.breaker_threshold, timedelta(seconds=settings.breaker_open_seconds)
+        ),
         Limits(
             per_ip=FailureLimiter(settings.rate_limit_ip, window),
             per_email=FailureLimiter(settings.rate_limit_email, window),
@@ -174,10 +176,12 @@ def create_app(
         tasks = []
         if background:
             tasks = [
-                asyncio.create_task(_every(settings.audit_flush_ms / 1000,
-                                           lambda: _flush(service, clock))),
-                asyncio.create_task(_every(settings.email_poll_seconds,
-                                           lambda: deliverer.run_once(clock.now()))),
+                asyncio.create_task(
+                    _every(settings.audit_flush_ms / 1000, lambda: _flush(service, clock))
+                ),
+                asyncio.create_task(
+                    _every(settings.email_poll_seconds, lambda: deliverer.run_once(clock.now()))
+                ),
             ]
         try:
             yield

@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", type=Path, help="SQLite file (LH_DB, default var/licensing.db)")
     serve.add_argument("--workers", type=int, help="worker processes (LH_WORKERS, default 1)")
     serve.add_argument(
-        "--test-clock", action="store_true", default=None,
+        "--test-clock",
+        action="store_true",
+        default=None,
         help="add /__harness__/ routes to move time and inject faults (LH_TEST_CLOCK)",
     )
     serve.set_defaults(run=_serve)
@@ -117,7 +119,9 @@ def _as_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name, value in settings.model_dump(exclude={"resend_api_key"}).items():
         if value is not None:
-            env[f"LH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"LH_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
     return env
 
 
@@ -132,7 +136,7 @@ def _seed(args: argparse.Namespace) -> int:
     clock = SystemClock()
     now = clock.now()
     store = open_store(settings, clock, FaultSwitch())
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # noqa: S311 - picks statuses; tokens use a CSPRNG
     batch = f"{rng.getrandbits(32):08x}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -150,12 +154,17 @@ def _seed(args: argparse.Namespace) -> int:
                 next_billing_date=now + timedelta(days=30),
             )
             customer_id = tx.insert_customer(customer, now)
-            out.write(json.dumps({
-                "email": customer.email,
-                "token": customer.unlock_token,
-                "customer_id": customer_id,
-                "status": customer.subscription_status,
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "email": customer.email,
+                        "token": customer.unlock_token,
+                        "customer_id": customer_id,
+                        "status": customer.subscription_status,
+                    }
+                )
+                + "\n"
+            )
             written += 1
             _progress(written, args.customers)
     store.close()
@@ -169,5 +178,9 @@ def _progress(done: int, total: int) -> None:
         width = 30
         filled = width * done // total
         bar = "#" * filled + "." * (width - filled)
-        print(f"\rseeding [{bar}] {done}/{total}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
+        print(
+            f"\rseeding [{bar}] {done}/{total}",
+            end="" if done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -12,9 +12,9 @@ import sys
 from typing import TextIO
 
 _PATTERNS = (
-    re.compile(r"POSPAL(?:-[A-Z0-9]{4}){4}"),            # unlock tokens
+    re.compile(r"POSPAL(?:-[A-Z0-9]{4}){4}"),  # unlock tokens
     re.compile(r"\b(?:sk|rk|whsec|re)_[A-Za-z0-9_]{8,}"),  # Stripe/Resend secrets
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),    # Authorization values
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),  # Authorization values
     re.compile(
         r"(?i)(\"?(?:token|unlock_token|unlockToken|machineFingerprint|fingerprint|secret|"
         r"password|api_key)\"?\s*[:=]\s*\"?)[^\",\s}]+"

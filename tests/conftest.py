@@ -85,8 +85,12 @@ def add_customer(
         with server.parts.store.transaction() as tx:
             return tx.insert_customer(
                 NewCustomer(
-                    email=email, name=name, unlock_token=token, subscription_status=status,
-                    stripe_session_id=stripe_session, subscription_id=f"sub_{n}",
+                    email=email,
+                    name=name,
+                    unlock_token=token,
+                    subscription_status=status,
+                    stripe_session_id=stripe_session,
+                    subscription_id=f"sub_{n}",
                     current_period_end=None if period_end is None else now + period_end,
                 ),
                 now,

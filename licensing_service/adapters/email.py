@@ -44,8 +44,13 @@ class SinkTransport:
         self.path = path
 
     async def send(self, email: QueuedEmail, subject: str, text: str) -> str:
-        record = {"id": email.id, "to": email.recipient, "type": email.email_type,
-                  "subject": subject, "text": text}
+        record = {
+            "id": email.id,
+            "to": email.recipient,
+            "type": email.email_type,
+            "subject": subject,
+            "text": text,
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as sink:

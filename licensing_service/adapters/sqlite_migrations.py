@@ -55,7 +55,8 @@ def migrate(conn: sqlite3.Connection, now: datetime) -> list[int]:
                 for statement in _statements(migration.sql):
                     conn.execute(statement)
                 conn.execute(
-                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                    "INSERT INTO schema_version (version, description, applied_at)"
+                    " VALUES (?, ?, ?)",
                     (migration.version, migration.description, to_db(now)),
                 )
                 done.append(migration.version)

@@ -6,6 +6,7 @@ no datetime('now')); time always comes in as a bound parameter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -105,10 +106,9 @@ class SqliteStore:
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    # SQLite may already have ended the transaction itself (e.g. on SQLITE_FULL).
+    with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass  # no transaction left to roll back (SQLite may have ended it)
 
 
 def _customer(row: tuple[Any, ...] | None) -> CustomerRecord | None:
@@ -344,10 +344,19 @@ class SqliteTx:
             " ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        keys = (
-            "id customer_id email_type recipient payload delivery_status attempts"
-            " next_attempt_at last_error created_at delivered_at"
-        ).split()
+        keys = [
+            "id",
+            "customer_id",
+            "email_type",
+            "recipient",
+            "payload",
+            "delivery_status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "delivered_at",
+        ]
         result = [dict(zip(keys, row, strict=True)) for row in rows]
         for item in result:
             item["payload"] = json.loads(item["payload"])

@@ -158,9 +158,7 @@ class Handlers:
             return body, r.cache_headers(v.tier.seconds, v.tier.strategy)
         return self._session(req, call), SESSION_CACHE
 
-    def _validated(
-        self, call: Call, v: Validated, kind: str, device_info: Any
-    ) -> dict[str, Any]:
+    def _validated(self, call: Call, v: Validated, kind: str, device_info: Any) -> dict[str, Any]:
         customer = v.customer
         session: dict[str, Any] = {
             "allowed": True,
@@ -190,21 +188,31 @@ class Handlers:
 
     def _session(self, req: UnifiedRequest, call: Call) -> dict[str, Any]:
         creds, device = req.credentials, req.device
-        assert creds.email is not None and creds.token is not None
+        assert creds.email is not None
+        assert creds.token is not None
         assert creds.sessionId is not None
         sid = creds.sessionId
         if req.action in ("start", "takeover"):
             assert device.machineFingerprint is not None
             info = device.deviceInfo.model_dump() if device.deviceInfo else {}
             granted = self.service.start_session(
-                call, creds.email, creds.token, sid, device.machineFingerprint, info,
+                call,
+                creds.email,
+                creds.token,
+                sid,
+                device.machineFingerprint,
+                info,
                 takeover=req.action == "takeover",
             )
             return self._granted(call, granted)
         if req.action == "heartbeat":
             self.service.heartbeat(call, sid, creds.email, creds.token)
-            view = {"allowed": True, "sessionId": sid, "status": "active",
-                    "lastHeartbeat": iso(call.now)}
+            view = {
+                "allowed": True,
+                "sessionId": sid,
+                "status": "active",
+                "lastHeartbeat": iso(call.now),
+            }
             return self.envelope(call, "session", session=view)
         self.service.end_session(call, sid, creds.email, creds.token)
         view = {"allowed": False, "sessionId": sid, "status": "ended", "endedAt": iso(call.now)}
@@ -282,7 +290,12 @@ class Handlers:
             req = await self.parse(LegacySessionStartRequest, request)
             info = req.deviceInfo.model_dump() if req.deviceInfo else {}
             g = self.service.start_session(
-                call, req.email, req.token, req.sessionId, req.machineFingerprint, info,
+                call,
+                req.email,
+                req.token,
+                req.sessionId,
+                req.machineFingerprint,
+                info,
                 takeover=takeover,
             )
         except LicensingError as exc:

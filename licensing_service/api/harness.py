@@ -52,7 +52,8 @@ class HarnessHandlers:
             if (req.advance_seconds is None) == (req.set is None):
                 raise InvalidRequest([("body", "Give exactly one of advance_seconds or set")])
             if req.advance_seconds is not None:
-                if not math.isfinite(req.advance_seconds) or abs(req.advance_seconds) > MAX_ADVANCE_SECONDS:
+                step = req.advance_seconds
+                if not math.isfinite(step) or abs(step) > MAX_ADVANCE_SECONDS:
                     raise InvalidRequest([("advance_seconds", "Must be within ten years")])
                 self.clock.advance(req.advance_seconds)
             elif req.set is not None:

@@ -58,7 +58,9 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         service = self._service
         breaker = GaugeMetricFamily(
-            "licensing_circuit_breaker_state", "1 for the breaker's current state.", labels=["state"]
+            "licensing_circuit_breaker_state",
+            "1 for the breaker's current state.",
+            labels=["state"],
         )
         for state in BreakerState:
             breaker.add_metric([state.value], 1.0 if service.breaker.state is state else 0.0)
@@ -69,15 +71,18 @@ class _StateCollector(Collector):
             value=service.breaker.failures,
         )
         yield GaugeMetricFamily(
-            "licensing_audit_buffer_pending", "Audit entries not yet written.",
+            "licensing_audit_buffer_pending",
+            "Audit entries not yet written.",
             value=len(service.audit_buffer),
         )
         yield GaugeMetricFamily(
-            "licensing_audit_buffer_dropped", "Audit entries dropped because the buffer was full.",
+            "licensing_audit_buffer_dropped",
+            "Audit entries dropped because the buffer was full.",
             value=service.audit_buffer.dropped,
         )
         yield GaugeMetricFamily(
-            "licensing_snapshot_entries", "Licenses held for degraded answers.",
+            "licensing_snapshot_entries",
+            "Licenses held for degraded answers.",
             value=len(service.snapshot),
         )
         try:
@@ -85,6 +90,7 @@ class _StateCollector(Collector):
         except StorageUnavailable:
             return  # a scrape must not fail because the database did
         yield GaugeMetricFamily(
-            "licensing_sessions_alive", "Device sessions with a heartbeat in the last 120 s.",
+            "licensing_sessions_alive",
+            "Device sessions with a heartbeat in the last 120 s.",
             value=alive,
         )

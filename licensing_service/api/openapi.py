@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -20,7 +20,8 @@ def build(specs: tuple[RouteSpec, ...]) -> dict[str, Any]:
             models.add(spec.request)
         models.update(spec.responses.values())
     ordered = sorted(models, key=lambda model: model.__name__)
-    keyed = [(model, "validation") for model in ordered]
+    mode: Literal["validation"] = "validation"
+    keyed = [(model, mode) for model in ordered]
     refs, schema = models_json_schema(keyed, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for spec in specs:
@@ -40,7 +41,7 @@ def build(specs: tuple[RouteSpec, ...]) -> dict[str, Any]:
 def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
-        "operationId": f"{spec.method.lower()}_{spec.path.strip('/').replace('/', '_') or 'root'}",
+        "operationId": _operation_id(spec),
         "tags": list(spec.tags),
         "responses": {},
     }
@@ -51,7 +52,9 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         }
     for status, model in sorted(spec.responses.items()):
         op["responses"][str(status)] = {
-            "description": model.__doc__.strip().splitlines()[0] if model.__doc__ else model.__name__,
+            "description": model.__doc__.strip().splitlines()[0]
+            if model.__doc__
+            else model.__name__,
             "content": {"application/json": {"schema": refs[(model, "validation")]}},
         }
     if spec.text_response:
@@ -62,3 +65,7 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     if not op["responses"]:
         op["responses"]["200"] = {"description": "OK"}
     return op
+
+
+def _operation_id(spec: RouteSpec) -> str:
+    return f"{spec.method.lower()}_{spec.path.strip('/').replace('/', '_') or 'root'}"

@@ -70,7 +70,9 @@ def invalid_request(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(problems)
 
 
-def error_body(exc: LicensingError, request_id: str, now: datetime, endpoint: str) -> dict[str, Any]:
+def error_body(
+    exc: LicensingError, request_id: str, now: datetime, endpoint: str
+) -> dict[str, Any]:
     spec = ERROR_SPECS[exc.code]
     message: str | list[str] = exc.message
     body: dict[str, Any] = {"success": False, "timestamp": iso(now), "requestId": request_id}
@@ -102,9 +104,7 @@ def error_headers(exc: LicensingError) -> dict[str, str]:
     return headers
 
 
-def unified_error(
-    exc: LicensingError, request_id: str, now: datetime, endpoint: str
-) -> Response:
+def unified_error(exc: LicensingError, request_id: str, now: datetime, endpoint: str) -> Response:
     body = error_body(exc, request_id, now, endpoint)
     if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE:
         body["caching"] = caching(MINIMAL, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -16,55 +17,154 @@ class RouteSpec:
     path: str
     summary: str
     request: type[BaseModel] | None
-    responses: dict[int, type[BaseModel]]
+    responses: Mapping[int, type[BaseModel]]
     text_response: bool = False
     harness_only: bool = False
     tags: tuple[str, ...] = field(default=())
 
 
-_UNIFIED_ERRORS = {code: m.UnifiedError for code in (400, 401, 403, 404, 409, 413, 429, 503)}
-_LEGACY_VALIDATION = {
-    200: m.LegacyValidation, 400: m.LegacyResult, 401: m.LegacyValidation,
-    403: m.LegacyValidation, 404: m.LegacyValidation, 413: m.UnifiedError,
-    429: m.LegacyResult, 503: m.LegacyResult,
+_Responses = dict[int, type[BaseModel]]
+_UNIFIED_ERRORS: _Responses = dict.fromkeys(
+    (400, 401, 403, 404, 409, 413, 429, 503), m.UnifiedError
+)
+_LEGACY_VALIDATION: _Responses = {
+    200: m.LegacyValidation,
+    400: m.LegacyResult,
+    401: m.LegacyValidation,
+    403: m.LegacyValidation,
+    404: m.LegacyValidation,
+    413: m.UnifiedError,
+    429: m.LegacyResult,
+    503: m.LegacyResult,
 }
-_LEGACY_SESSION = {
-    code: m.LegacyResult for code in (200, 400, 401, 403, 404, 409, 429, 503)
-} | {413: m.UnifiedError}
+_LEGACY_SESSION: _Responses = {
+    **dict.fromkeys((200, 400, 401, 403, 404, 409, 429, 503), m.LegacyResult),
+    413: m.UnifiedError,
+}
 
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("POST", p.VALIDATE_UNIFIED, "Validate, instant-validate, or run a session action",
-              m.UnifiedRequest, {200: m.UnifiedSuccess, **_UNIFIED_ERRORS}, tags=("licensing",)),
-    RouteSpec("POST", p.VALIDATE_LEGACY, "Legacy license validation", m.LegacyValidateRequest,
-              _LEGACY_VALIDATION, tags=("legacy",)),
-    RouteSpec("POST", p.INSTANT_VALIDATE_LEGACY, "Legacy post-checkout validation",
-              m.LegacyInstantRequest, _LEGACY_VALIDATION, tags=("legacy",)),
-    RouteSpec("POST", p.SESSION_START, "Legacy session start", m.LegacySessionStartRequest,
-              _LEGACY_SESSION, tags=("legacy",)),
-    RouteSpec("POST", p.SESSION_TAKEOVER, "Legacy session takeover", m.LegacySessionStartRequest,
-              _LEGACY_SESSION, tags=("legacy",)),
-    RouteSpec("POST", p.SESSION_HEARTBEAT, "Legacy session heartbeat", m.LegacySessionRequest,
-              _LEGACY_SESSION, tags=("legacy",)),
-    RouteSpec("POST", p.SESSION_END, "Legacy session end", m.LegacySessionRequest,
-              _LEGACY_SESSION, tags=("legacy",)),
-    RouteSpec("GET", p.HEALTH, "Service health", None, {200: m.Health, 503: m.Health},
-              tags=("operations",)),
+    RouteSpec(
+        "POST",
+        p.VALIDATE_UNIFIED,
+        "Validate, instant-validate, or run a session action",
+        m.UnifiedRequest,
+        {200: m.UnifiedSuccess, **_UNIFIED_ERRORS},
+        tags=("licensing",),
+    ),
+    RouteSpec(
+        "POST",
+        p.VALIDATE_LEGACY,
+        "Legacy license validation",
+        m.LegacyValidateRequest,
+        _LEGACY_VALIDATION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "POST",
+        p.INSTANT_VALIDATE_LEGACY,
+        "Legacy post-checkout validation",
+        m.LegacyInstantRequest,
+        _LEGACY_VALIDATION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "POST",
+        p.SESSION_START,
+        "Legacy session start",
+        m.LegacySessionStartRequest,
+        _LEGACY_SESSION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "POST",
+        p.SESSION_TAKEOVER,
+        "Legacy session takeover",
+        m.LegacySessionStartRequest,
+        _LEGACY_SESSION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "POST",
+        p.SESSION_HEARTBEAT,
+        "Legacy session heartbeat",
+        m.LegacySessionRequest,
+        _LEGACY_SESSION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "POST",
+        p.SESSION_END,
+        "Legacy session end",
+        m.LegacySessionRequest,
+        _LEGACY_SESSION,
+        tags=("legacy",),
+    ),
+    RouteSpec(
+        "GET",
+        p.HEALTH,
+        "Service health",
+        None,
+        {200: m.Health, 503: m.Health},
+        tags=("operations",),
+    ),
     RouteSpec("GET", p.HEALTH_LIVE, "Liveness probe", None, {200: m.Probe}, tags=("operations",)),
-    RouteSpec("GET", p.HEALTH_READY, "Readiness probe", None, {200: m.Probe, 503: m.Probe},
-              tags=("operations",)),
-    RouteSpec("GET", p.METRICS, "Prometheus metrics", None, {}, text_response=True,
-              tags=("operations",)),
+    RouteSpec(
+        "GET",
+        p.HEALTH_READY,
+        "Readiness probe",
+        None,
+        {200: m.Probe, 503: m.Probe},
+        tags=("operations",),
+    ),
+    RouteSpec(
+        "GET", p.METRICS, "Prometheus metrics", None, {}, text_response=True, tags=("operations",)
+    ),
     RouteSpec("GET", p.OPENAPI, "This document", None, {}, tags=("operations",)),
-    RouteSpec("GET", p.HARNESS_CLOCK, "Read the test clock", None, {200: m.ClockView},
-              harness_only=True, tags=("harness",)),
-    RouteSpec("POST", p.HARNESS_CLOCK, "Move the test clock", m.ClockRequest,
-              {200: m.ClockView, 400: m.UnifiedError}, harness_only=True, tags=("harness",)),
-    RouteSpec("GET", p.HARNESS_EMAILS, "List the email outbox", None, {200: m.Outbox},
-              harness_only=True, tags=("harness",)),
-    RouteSpec("GET", p.HARNESS_DB_FAULT, "Is a database fault injected?", None,
-              {200: m.DbFaultView}, harness_only=True, tags=("harness",)),
-    RouteSpec("POST", p.HARNESS_DB_FAULT, "Inject or clear a database fault", m.DbFaultRequest,
-              {200: m.DbFaultView, 400: m.UnifiedError}, harness_only=True, tags=("harness",)),
+    RouteSpec(
+        "GET",
+        p.HARNESS_CLOCK,
+        "Read the test clock",
+        None,
+        {200: m.ClockView},
+        harness_only=True,
+        tags=("harness",),
+    ),
+    RouteSpec(
+        "POST",
+        p.HARNESS_CLOCK,
+        "Move the test clock",
+        m.ClockRequest,
+        {200: m.ClockView, 400: m.UnifiedError},
+        harness_only=True,
+        tags=("harness",),
+    ),
+    RouteSpec(
+        "GET",
+        p.HARNESS_EMAILS,
+        "List the email outbox",
+        None,
+        {200: m.Outbox},
+        harness_only=True,
+        tags=("harness",),
+    ),
+    RouteSpec(
+        "GET",
+        p.HARNESS_DB_FAULT,
+        "Is a database fault injected?",
+        None,
+        {200: m.DbFaultView},
+        harness_only=True,
+        tags=("harness",),
+    ),
+    RouteSpec(
+        "POST",
+        p.HARNESS_DB_FAULT,
+        "Inject or clear a database fault",
+        m.DbFaultRequest,
+        {200: m.DbFaultView, 400: m.UnifiedError},
+        harness_only=True,
+        tags=("harness",),
+    ),
 )
 
 

@@ -8,15 +8,14 @@ import secrets
 from collections.abc import Callable
 
 # No I, O, 0 or 1: tokens are read aloud over the phone and typed by hand.
-TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-TOKEN_PREFIX = "POSPAL"
+TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105 - an alphabet
+TOKEN_PREFIX = "POSPAL"  # noqa: S105 - a prefix
 
 
 def new_unlock_token(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
     """``POSPAL-XXXX-XXXX-XXXX-XXXX`` from a CSPRNG (80 bits of entropy)."""
     groups = (
-        "".join(TOKEN_ALPHABET[randbelow(len(TOKEN_ALPHABET))] for _ in range(4))
-        for _ in range(4)
+        "".join(TOKEN_ALPHABET[randbelow(len(TOKEN_ALPHABET))] for _ in range(4)) for _ in range(4)
     )
     return "-".join((TOKEN_PREFIX, *groups))
 

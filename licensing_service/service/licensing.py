@@ -56,7 +56,7 @@ from licensing_service.service.snapshot import Snapshot
 
 # Compared against when the email is unknown, so both failure paths do the
 # same constant-time work.
-_ABSENT_TOKEN = "POSPAL-0000-0000-0000-0000"
+_ABSENT_TOKEN = "POSPAL-0000-0000-0000-0000"  # noqa: S105 - a decoy, never a valid token
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +139,17 @@ class LicensingService:
         good = standing(customer.subscription_status, customer.current_period_end, now)
         if not good.is_active:
             self._audit(call, "validation", "inactive", customer.id)
-            raise SubscriptionInactive("Subscription is not active", subscription_info(customer, now))
+            raise SubscriptionInactive(
+                "Subscription is not active", subscription_info(customer, now)
+            )
         tier = cache_tiers.tier_for(active=True, last_validation=customer.last_validation, now=now)
         machine_changed: bool | None = False
         new_hash = None
         if fingerprint is not None and not skip_machine_update:
             new_hash = hash_fingerprint(fingerprint)
             machine_changed = (
-                None if customer.machine_fingerprint is None
+                None
+                if customer.machine_fingerprint is None
                 else customer.machine_fingerprint != new_hash
             )
             if machine_changed:
@@ -165,21 +168,21 @@ class LicensingService:
         good = standing(known.subscription_status, known.current_period_end, call.now)
         self._audit(call, "validation", "degraded" if good.is_active else "inactive", known.id)
         if not good.is_active:
-            raise SubscriptionInactive("Subscription is not active", subscription_info(known, call.now))
+            info = subscription_info(known, call.now)
+            raise SubscriptionInactive("Subscription is not active", info)
         return Validated(known, good, cache_tiers.MINIMAL, False, False, True)
 
-    def instant(self, call: Call, email: str, stripe_session_id: str, fingerprint: str) -> Validated:
+    def instant(
+        self, call: Call, email: str, stripe_session_id: str, fingerprint: str
+    ) -> Validated:
         """First validation right after checkout: the Stripe session id is the credential."""
         email = normalize_email(email)
         self._check_limits(call, email)
         with self._tx(call.now) as tx:
             customer = tx.customer_by_email(email)
-            paid = customer is not None and customer.stripe_session_id is not None
-            presented_ok = tokens_match(
-                stripe_session_id,
-                customer.stripe_session_id if paid and customer else _ABSENT_TOKEN,
-            )
-            if customer is None or not paid or not presented_ok:
+            expected = customer.stripe_session_id if customer is not None else None
+            presented_ok = tokens_match(stripe_session_id, expected or _ABSENT_TOKEN)
+            if customer is None or expected is None or not presented_ok:
                 self._credential_failure(
                     call, email, customer.id if customer else None, "instant_validation"
                 )
@@ -263,7 +266,9 @@ class LicensingService:
         self, call: Call, session_id: str, email: str | None = None, token: str | None = None
     ) -> SessionRecord:
         outcome, record = self._heartbeat_tx(call, session_id, email, token)
-        self._audit(call, "session_heartbeat", outcome.value, record.customer_id if record else None)
+        self._audit(
+            call, "session_heartbeat", outcome.value, record.customer_id if record else None
+        )
         if outcome is HeartbeatOutcome.ALIVE and record is not None:
             return replace(record, last_heartbeat=call.now)
         raise _heartbeat_error(outcome)
@@ -368,9 +373,7 @@ class LicensingService:
         ]
         blocked = [w for w in waits if w is not None]
         if blocked:
-            raise RateLimited(
-                "Too many failed attempts; try again later", retry_after=max(blocked)
-            )
+            raise RateLimited("Too many failed attempts; try again later", retry_after=max(blocked))
 
     def _authenticate(
         self, tx: Tx, call: Call, email: str, token: str, action: str

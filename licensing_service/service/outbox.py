@@ -40,7 +40,8 @@ class Backoff:
 
     def after(self, attempts: int) -> timedelta:
         """Delay after the ``attempts``-th failure (1-based): 30 s, 60 s, 120 s ... 1 h."""
-        return min(self.cap, self.base * (2 ** min(attempts - 1, 20)))
+        delay: timedelta = self.base * (2 ** min(attempts - 1, 20))
+        return min(self.cap, delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,9 @@ class DeliveryReport:
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(
-            self.delivered + other.delivered, self.retried + other.retried, self.failed + other.failed
+            self.delivered + other.delivered,
+            self.retried + other.retried,
+            self.failed + other.failed,
         )
 
 
@@ -79,15 +82,18 @@ class Deliverer:
         try:
             provider_id = await self.transport.send(email, subject, text)
         except DeliveryError as exc:
-            log.warning("email %s (%s) not delivered: %s", email.id, email.email_type, exc)
-            if exc.permanent:
-                self._record(lambda tx: tx.mark_email_failed(email.id, str(exc)))
-                return DeliveryReport(failed=1)
-            when = now + self.backoff.after(email.attempts + 1)
-            self._record(lambda tx: tx.mark_email_retry(email.id, str(exc), when))
-            return DeliveryReport(retried=1)
-        self._record(lambda tx: tx.mark_email_delivered(email.id, provider_id, now))
-        return DeliveryReport(delivered=1)
+            failure = exc
+        else:
+            self._record(lambda tx: tx.mark_email_delivered(email.id, provider_id, now))
+            return DeliveryReport(delivered=1)
+        reason = str(failure)
+        log.warning("email %s (%s) not delivered: %s", email.id, email.email_type, reason)
+        if failure.permanent:
+            self._record(lambda tx: tx.mark_email_failed(email.id, reason))
+            return DeliveryReport(failed=1)
+        when = now + self.backoff.after(email.attempts + 1)
+        self._record(lambda tx: tx.mark_email_retry(email.id, reason, when))
+        return DeliveryReport(retried=1)
 
     def _record(self, write: Callable[[Tx], None]) -> None:
         # A delivery whose outcome cannot be written stays pending and is sent

@@ -45,23 +45,51 @@ def test_malformed_bodies_are_400(client: httpx.Client, path: str, raw: bytes) -
         ({"operation": "teleport", "credentials": {}}, "operation"),
         ({"operation": "validate", "credentials": {"email": "a@b.co"}}, "credentials.token"),
         ({"operation": "validate", "credentials": {"email": 5, "token": "t"}}, "credentials.email"),
-        ({"operation": "validate", "credentials": {"email": "not-an-email", "token": "t"}},
-         "credentials.email"),
-        ({"operation": "validate", "credentials": {"email": "a@b.co", "token": "x" * 65}},
-         "credentials.token"),
-        ({"operation": "validate", "credentials": {"email": "a@b.co", "token": "t"},
-          "device": {"skipMachineUpdate": "yes"}}, "device.skipMachineUpdate"),
-        ({"operation": "instant", "credentials": {"email": "a@b.co"}},
-         "credentials.stripeSessionId"),
+        (
+            {"operation": "validate", "credentials": {"email": "not-an-email", "token": "t"}},
+            "credentials.email",
+        ),
+        (
+            {"operation": "validate", "credentials": {"email": "a@b.co", "token": "x" * 65}},
+            "credentials.token",
+        ),
+        (
+            {
+                "operation": "validate",
+                "credentials": {"email": "a@b.co", "token": "t"},
+                "device": {"skipMachineUpdate": "yes"},
+            },
+            "device.skipMachineUpdate",
+        ),
+        (
+            {"operation": "instant", "credentials": {"email": "a@b.co"}},
+            "credentials.stripeSessionId",
+        ),
         ({"operation": "session", "credentials": {"email": "a@b.co", "token": "t"}}, "action"),
-        ({"operation": "session", "action": "start",
-          "credentials": {"email": "a@b.co", "token": "t", "sessionId": "s"}},
-         "device.machineFingerprint"),
-        ({"operation": "session", "action": "dance",
-          "credentials": {"email": "a@b.co", "token": "t", "sessionId": "s"}}, "action"),
-        ({"operation": "session", "action": "heartbeat",
-          "credentials": {"email": "a@b.co", "token": "t", "sessionId": "has space"}},
-         "credentials.sessionId"),
+        (
+            {
+                "operation": "session",
+                "action": "start",
+                "credentials": {"email": "a@b.co", "token": "t", "sessionId": "s"},
+            },
+            "device.machineFingerprint",
+        ),
+        (
+            {
+                "operation": "session",
+                "action": "dance",
+                "credentials": {"email": "a@b.co", "token": "t", "sessionId": "s"},
+            },
+            "action",
+        ),
+        (
+            {
+                "operation": "session",
+                "action": "heartbeat",
+                "credentials": {"email": "a@b.co", "token": "t", "sessionId": "has space"},
+            },
+            "credentials.sessionId",
+        ),
     ],
 )
 def test_unified_names_the_bad_field(client: httpx.Client, body: Any, field: str) -> None:
@@ -75,12 +103,21 @@ def test_unified_names_the_bad_field(client: httpx.Client, body: Any, field: str
     ("path", "body", "field"),
     [
         (paths.VALIDATE_LEGACY, {"email": "a@b.co"}, "token"),
-        (paths.INSTANT_VALIDATE_LEGACY, {"email": "a@b.co", "stripeSessionId": "cs"},
-         "machineFingerprint"),
-        (paths.SESSION_START, {"email": "a@b.co", "token": "t", "sessionId": "s"},
-         "machineFingerprint"),
-        (paths.SESSION_TAKEOVER, {"email": "a@b.co", "token": "t", "machineFingerprint": "f"},
-         "sessionId"),
+        (
+            paths.INSTANT_VALIDATE_LEGACY,
+            {"email": "a@b.co", "stripeSessionId": "cs"},
+            "machineFingerprint",
+        ),
+        (
+            paths.SESSION_START,
+            {"email": "a@b.co", "token": "t", "sessionId": "s"},
+            "machineFingerprint",
+        ),
+        (
+            paths.SESSION_TAKEOVER,
+            {"email": "a@b.co", "token": "t", "machineFingerprint": "f"},
+            "sessionId",
+        ),
         (paths.SESSION_HEARTBEAT, {"sessionId": 7}, "sessionId"),
         (paths.SESSION_END, {"sessionId": ""}, "sessionId"),
         (paths.HARNESS_CLOCK, {"advance_seconds": "soon"}, "advance_seconds"),
@@ -137,8 +174,10 @@ def test_unknown_route_and_wrong_method(client: httpx.Client) -> None:
 
 def test_bad_input_loses_nothing(client: httpx.Client, customer: Customer) -> None:
     """A malformed request between two good ones changes nothing for the good ones."""
-    good = {"operation": "validate",
-            "credentials": {"email": customer.email, "token": customer.token}}
+    good = {
+        "operation": "validate",
+        "credentials": {"email": customer.email, "token": customer.token},
+    }
     assert client.post(paths.VALIDATE_UNIFIED, json=good).status_code == 200
     assert client.post(paths.VALIDATE_UNIFIED, content=b'{"operation":').status_code == 400
     again = client.post(paths.VALIDATE_UNIFIED, json=good)
@@ -147,9 +186,14 @@ def test_bad_input_loses_nothing(client: httpx.Client, customer: Customer) -> No
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 near_valid = st.fixed_dictionaries(
@@ -167,15 +211,21 @@ near_valid = st.fixed_dictionaries(
         )
         | json_values,
         "device": st.fixed_dictionaries(
-            {}, optional={"machineFingerprint": st.text(), "deviceInfo": json_values,
-                          "skipMachineUpdate": json_values}
+            {},
+            optional={
+                "machineFingerprint": st.text(),
+                "deviceInfo": json_values,
+                "skipMachineUpdate": json_values,
+            },
         )
         | json_values,
     }
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(path=st.sampled_from(FUZZED), body=near_valid | json_values)
 def test_fuzzed_bodies_never_5xx(client: httpx.Client, path: str, body: Any) -> None:
     response = client.post(path, json=body)

@@ -57,9 +57,12 @@ def test_full_cycle_closed_open_half_open_closed(make_server) -> None:  # type: 
         assert error_code(never_seen) == "CIRCUIT_BREAKER_OPEN"
         assert never_seen.headers["retry-after"] == "30"
 
-        start = {"operation": "session", "action": "start",
-                 "credentials": {"email": known.email, "token": known.token, "sessionId": "s1"},
-                 "device": {"machineFingerprint": "f"}}
+        start = {
+            "operation": "session",
+            "action": "start",
+            "credentials": {"email": known.email, "token": known.token, "sessionId": "s1"},
+            "device": {"machineFingerprint": "f"},
+        }
         write = client.post(routes.VALIDATE_UNIFIED, json=start)
         assert write.status_code == 503 and error_code(write) == "CIRCUIT_BREAKER_OPEN"
         server.clock.advance(20)
@@ -98,16 +101,22 @@ def test_suspension_reaches_the_snapshot_in_the_same_step(make_server) -> None: 
     c = add_customer(server)
     with httpx.Client(base_url=server.url) as client:
         assert validate(client, c).status_code == 200  # now in the snapshot as active
-        server.run(lambda: server.parts.service.set_subscription_status(
-            Call("req_t", None, server.clock.now()), c.id, "inactive", "payment failed"))
+        server.run(
+            lambda: server.parts.service.set_subscription_status(
+                Call("req_t", None, server.clock.now()), c.id, "inactive", "payment failed"
+            )
+        )
         open_breaker_expecting(client, c, 403)
         refused = validate(client, c)
         assert refused.status_code == 403 and error_code(refused) == "SUBSCRIPTION_INACTIVE"
         # ...and reactivation is just as immediate once the database is back.
         fail_database(client, False)
         server.clock.advance(30)
-        server.run(lambda: server.parts.service.set_subscription_status(
-            Call("req_t", None, server.clock.now()), c.id, "active", "invoice paid"))
+        server.run(
+            lambda: server.parts.service.set_subscription_status(
+                Call("req_t", None, server.clock.now()), c.id, "active", "invoice paid"
+            )
+        )
         open_breaker_expecting(client, c, 200)
         assert validate(client, c).json()["degraded"] is True
 
@@ -130,8 +139,14 @@ def test_audit_entries_written_during_an_outage_survive_it(make_server) -> None:
         fail_database(client, False)
         server.clock.advance(30)
         assert server.run(lambda: service.flush_audit(server.clock.now())) == 6
-    outcomes = server.run(lambda: [r[0] for r in server.parts.store.connection().execute(
-        "SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,))])
+    outcomes = server.run(
+        lambda: [
+            r[0]
+            for r in server.parts.store.connection().execute(
+                "SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,)
+            )
+        ]
+    )
     assert outcomes == ["success"] + ["degraded"] * 5
 
 

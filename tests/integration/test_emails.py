@@ -24,12 +24,19 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
     migrate(store.connection(), T0)
     with store.transaction() as tx:
         queued = tx.enqueue_email(
-            compose(EmailType.WELCOME, "till@example.test", None, dedupe_key="evt_1:welcome",
-                    name="Till", unlock_token="POSPAL-AAAA-BBBB-CCCC-DDDD"),
+            compose(
+                EmailType.WELCOME,
+                "till@example.test",
+                None,
+                dedupe_key="evt_1:welcome",
+                name="Till",
+                unlock_token="POSPAL-AAAA-BBBB-CCCC-DDDD",
+            ),
             T0,
         )
         again = tx.enqueue_email(
-            compose(EmailType.WELCOME, "till@example.test", None, dedupe_key="evt_1:welcome"), T0)
+            compose(EmailType.WELCOME, "till@example.test", None, dedupe_key="evt_1:welcome"), T0
+        )
     assert queued and not again  # one email per cause
     return store
 
@@ -37,7 +44,12 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
 def row(store: SqliteStore) -> tuple[str, int, str | None, str | None]:
     with store.transaction() as tx:
         (email,) = tx.outbox(10)
-    return email["delivery_status"], email["attempts"], email["next_attempt_at"], email["last_error"]
+    return (
+        email["delivery_status"],
+        email["attempts"],
+        email["next_attempt_at"],
+        email["last_error"],
+    )
 
 
 def deliver(store: SqliteStore, transport: object, now: datetime) -> object:

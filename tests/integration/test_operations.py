@@ -29,14 +29,20 @@ def test_probes(client: httpx.Client) -> None:
 
 
 def test_metrics_count_requests_per_route(client: httpx.Client, customer: Customer) -> None:
-    body = {"operation": "validate", "credentials": {"email": customer.email, "token": customer.token}}
+    body = {
+        "operation": "validate",
+        "credentials": {"email": customer.email, "token": customer.token},
+    }
     client.post(routes.VALIDATE_UNIFIED, json=body)
     client.get("/no-such-route")
     response = client.get(routes.METRICS)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert 'licensing_http_requests_total{method="POST",route="/validate-unified",status="200"}' in text
+    assert (
+        'licensing_http_requests_total{method="POST",route="/validate-unified",status="200"}'
+        in text
+    )
     assert 'route="unmatched"' in text  # unknown paths never become new series
     assert "licensing_http_request_duration_seconds_bucket" in text
     assert 'licensing_circuit_breaker_state{state="CLOSED"} 1.0' in text
@@ -85,17 +91,22 @@ def test_harness_routes_do_not_exist_without_the_flag(make_server) -> None:  # t
 def test_cors_allowlist(make_server) -> None:  # type: ignore[no-untyped-def]
     server: LiveServer = make_server(cors_origins="https://pos.example")
     with httpx.Client(base_url=server.url) as client:
-        allowed = client.options(routes.VALIDATE_UNIFIED, headers={
-            "Origin": "https://pos.example", "Access-Control-Request-Method": "POST"})
+        allowed = client.options(
+            routes.VALIDATE_UNIFIED,
+            headers={"Origin": "https://pos.example", "Access-Control-Request-Method": "POST"},
+        )
         assert allowed.headers["access-control-allow-origin"] == "https://pos.example"
-        refused = client.options(routes.VALIDATE_UNIFIED, headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        refused = client.options(
+            routes.VALIDATE_UNIFIED,
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
         assert "access-control-allow-origin" not in refused.headers
 
 
 def test_failed_attempts_are_limited_per_email_and_per_ip(make_server) -> None:  # type: ignore[no-untyped-def]
-    server: LiveServer = make_server(rate_limit_email=3, rate_limit_ip=5,
-                                     rate_limit_window_seconds=600)
+    server: LiveServer = make_server(
+        rate_limit_email=3, rate_limit_ip=5, rate_limit_window_seconds=600
+    )
     victim, bystander = add_customer(server), add_customer(server)
 
     def attempt(client: httpx.Client, c: Customer, token: str) -> httpx.Response:

@@ -11,8 +11,13 @@ from tests.shapes import error_code, shaped
 
 
 def session(
-    client: httpx.Client, c: Customer, action: str, sid: str, host: str = "till",
-    *, shared: bool = False,
+    client: httpx.Client,
+    c: Customer,
+    action: str,
+    sid: str,
+    host: str = "till",
+    *,
+    shared: bool = False,
 ) -> httpx.Response:
     # Session ids are global; prefix them per license unless sharing is the point.
     sid = sid if shared else f"c{c.id}-{sid}"
@@ -78,9 +83,13 @@ def test_stale_session_never_blocks_and_is_marked_expired(
     assert session(client, customer, "start", "b").status_code == 200
     assert error_code(session(client, customer, "heartbeat", "a")) == "SESSION_EXPIRED"
     status = server.run(
-        lambda: server.parts.store.connection().execute(
-            "SELECT status FROM active_sessions WHERE session_id = ?", (f"c{customer.id}-a",)
-        ).fetchone()[0]
+        lambda: (
+            server.parts.store.connection()
+            .execute(
+                "SELECT status FROM active_sessions WHERE session_id = ?", (f"c{customer.id}-a",)
+            )
+            .fetchone()[0]
+        )
     )
     assert status == "expired"
 
@@ -120,8 +129,11 @@ def test_heartbeat_of_a_suspended_license_is_refused(
     client: httpx.Client, server: LiveServer, customer: Customer
 ) -> None:
     assert session(client, customer, "start", "a").status_code == 200
-    server.run(lambda: server.parts.service.set_subscription_status(
-        _call(server), customer.id, "inactive", "test"))
+    server.run(
+        lambda: server.parts.service.set_subscription_status(
+            _call(server), customer.id, "inactive", "test"
+        )
+    )
     refused = session(client, customer, "heartbeat", "a")
     assert refused.status_code == 403 and error_code(refused) == "SUBSCRIPTION_INACTIVE"
 
@@ -136,8 +148,12 @@ def test_session_on_inactive_license_and_bad_token(
 
 
 def test_legacy_session_routes(client: httpx.Client, customer: Customer) -> None:
-    start = {"email": customer.email, "token": customer.token,
-             "machineFingerprint": "fp", "sessionId": "legacy-a"}
+    start = {
+        "email": customer.email,
+        "token": customer.token,
+        "machineFingerprint": "fp",
+        "sessionId": "legacy-a",
+    }
     # (ids are unique because the legacy test is the only one using them)
     ok = client.post(routes.SESSION_START, json=start)
     assert ok.status_code == 200 and shaped(LegacyResult, ok).sessionId == "legacy-a"

@@ -89,7 +89,9 @@ def test_active_status_with_ended_period_is_expired(
 def test_wrong_token_and_unknown_email_look_the_same(
     client: httpx.Client, customer: Customer
 ) -> None:
-    wrong = validate(client, Customer(customer.id, customer.email, "POSPAL-AAAA-AAAA-AAAA-AAAA", ""))
+    wrong = validate(
+        client, Customer(customer.id, customer.email, "POSPAL-AAAA-AAAA-AAAA-AAAA", "")
+    )
     unknown = validate(client, Customer(0, "nobody@example.test", customer.token, ""))
     for response in (wrong, unknown):
         assert response.status_code == 401
@@ -105,8 +107,9 @@ def test_fingerprint_changes_are_reported_and_emailed(
     assert first.json()["session"]["machineChanged"] is None  # first activation
     same = validate(client, customer, machineFingerprint="till-A-serial-123")
     assert same.json()["session"]["machineChanged"] is False
-    moved = validate(client, customer, machineFingerprint="till-B-serial-456",
-                     deviceInfo={"hostname": "till-b"})
+    moved = validate(
+        client, customer, machineFingerprint="till-B-serial-456", deviceInfo={"hostname": "till-b"}
+    )
     assert moved.json()["session"]["machineChanged"] is True
     assert moved.json()["session"]["deviceInfo"]["current"] == "till-b"
     skipped = validate(client, customer, machineFingerprint="till-C", skipMachineUpdate=True)
@@ -122,7 +125,8 @@ def test_raw_fingerprints_never_reach_the_database(
     raw = "RAW-FINGERPRINT-7d1c0c2e"
     validate(client, customer, machineFingerprint=raw)
     start = {
-        "operation": "session", "action": "start",
+        "operation": "session",
+        "action": "start",
         "credentials": {"email": customer.email, "token": customer.token, "sessionId": "s-raw"},
         "device": {"machineFingerprint": raw},
     }
@@ -162,12 +166,18 @@ def test_every_validation_is_audited(
     validate(client, Customer(customer.id, customer.email, "POSPAL-BAD", ""))
     server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
     rows = server.run(
-        lambda: server.parts.store.connection().execute(
-            "SELECT action, outcome, request_id, client_address FROM audit_log"
-            " WHERE customer_id = ? ORDER BY id", (customer.id,)
-        ).fetchall()
+        lambda: (
+            server.parts.store.connection()
+            .execute(
+                "SELECT action, outcome, request_id, client_address FROM audit_log"
+                " WHERE customer_id = ? ORDER BY id",
+                (customer.id,),
+            )
+            .fetchall()
+        )
     )
     assert [(a, o) for a, o, _, _ in rows] == [
-        ("validation", "success"), ("validation", "invalid_credentials")
+        ("validation", "success"),
+        ("validation", "invalid_credentials"),
     ]
     assert all(rid.startswith("req_") and addr == "127.0.0.1" for _, _, rid, addr in rows)

@@ -3,7 +3,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from licensing_service.domain.cache_tiers import (
-    AGGRESSIVE, CONSERVATIVE, MINIMAL, MODERATE, tier_for,
+    AGGRESSIVE,
+    CONSERVATIVE,
+    MINIMAL,
+    MODERATE,
+    tier_for,
 )
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -36,7 +40,12 @@ def test_inactive_is_minimal_whatever_the_history() -> None:
 
 
 def test_tier_durations_and_next_check() -> None:
-    assert [t.seconds for t in (AGGRESSIVE, MODERATE, CONSERVATIVE, MINIMAL)] == [3600, 1800, 900, 300]
+    assert [t.seconds for t in (AGGRESSIVE, MODERATE, CONSERVATIVE, MINIMAL)] == [
+        3600,
+        1800,
+        900,
+        300,
+    ]
     for tier in (AGGRESSIVE, MODERATE, CONSERVATIVE, MINIMAL):
         assert tier.next_check(NOW) - NOW == timedelta(seconds=tier.seconds * 0.8)
         assert tier.valid_until(NOW) - NOW == timedelta(seconds=tier.seconds)

@@ -2,7 +2,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from licensing_service.domain.credentials import (
-    TOKEN_ALPHABET, hash_fingerprint, new_unlock_token, normalize_email, tokens_match,
+    TOKEN_ALPHABET,
+    hash_fingerprint,
+    new_unlock_token,
+    normalize_email,
+    tokens_match,
 )
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.domain.subscription import standing

@@ -1,7 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
 from licensing_service.domain.sessions import (
-    Conflict, HeartbeatOutcome, Proceed, SessionRecord, is_alive, plan_heartbeat, plan_start,
+    Conflict,
+    HeartbeatOutcome,
+    Proceed,
+    SessionRecord,
+    is_alive,
+    plan_heartbeat,
+    plan_start,
     plan_takeover,
 )
 
