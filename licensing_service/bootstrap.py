@@ -12,12 +12,9 @@ from pathlib import Path
 
 import httpx
 import orjson
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from licensing_service.adapters.clock import MovableClock, OffsetClock, SharedFileOffset
 from licensing_service.adapters.email import ResendTransport, SinkTransport
@@ -26,7 +23,7 @@ from licensing_service.adapters.sqlite_store import FaultSwitch, SqliteStore
 from licensing_service.api import openapi
 from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
-from licensing_service.api.edge import EdgeMiddleware
+from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
 from licensing_service.api.harness import HarnessHandlers
 from licensing_service.api.metrics import Metrics
 from licensing_service.config import Settings
@@ -108,13 +105,24 @@ def build_transport(settings: Settings) -> tuple[EmailTransport, httpx.AsyncClie
     return ResendTransport(client, key, settings.email_from), client
 
 
+class LicensingApp:
+    """The ASGI application, with its parts in reach of tests and tools."""
+
+    def __init__(self, asgi: ASGIApp, parts: Parts) -> None:
+        self._asgi = asgi
+        self.parts = parts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
     transport: EmailTransport | None = None,
     background: bool = True,
-) -> Starlette:
+) -> LicensingApp:
     """Build the service. ``background=False`` leaves the audit flusher and
     the email deliverer to the caller (tests drive them by hand)."""
     clock = clock or default_clock(settings)
@@ -130,49 +138,47 @@ def create_app(
     specs = routes_for(harness=settings.test_clock)
     spec_bytes = orjson.dumps(openapi.build(specs))
 
-    async def openapi_route(request: Request) -> Response:
+    def openapi_route(request: Incoming) -> Outgoing:
         del request
-        return Response(spec_bytes, 200, media_type=r.JSON)
+        return Outgoing(200, spec_bytes, [r.JSON_TYPE])
 
-    async def metrics_route(request: Request) -> Response:
+    def metrics_route(request: Incoming) -> Outgoing:
         del request
-        from prometheus_client import CONTENT_TYPE_LATEST
+        return Outgoing(200, metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
-        return Response(metrics.render(), 200, media_type=CONTENT_TYPE_LATEST)
-
-    routes = [
-        *handlers.routes(),
-        Route(paths.OPENAPI, openapi_route, methods=["GET"]),
-        Route(paths.METRICS, metrics_route, methods=["GET"]),
-    ]
+    routes = handlers.routes()
+    routes[paths.OPENAPI] = {"GET": openapi_route}
+    routes[paths.METRICS] = {"GET": metrics_route}
     if settings.test_clock:
         assert hasattr(clock, "advance"), "--test-clock needs a movable clock"
         movable: MovableClock = clock  # type: ignore[assignment]
-        routes += HarnessHandlers(movable, store, faults).routes()
+        routes.update(HarnessHandlers(movable, store, faults).routes())
 
-    def envelope(exc: LicensingError) -> bytes:
-        return orjson.dumps(r.error_body(exc, new_request_id(), clock.now(), "-"))
+    def fail(code: ErrorCode, message: str, request: Incoming) -> Outgoing:
+        return r.unified_error(_Generic(code, message), new_request_id(), clock.now(), request.path)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        del exc
-        err = _Generic(ErrorCode.NOT_FOUND, f"No route {request.url.path}")
-        return r.unified_error(err, new_request_id(), clock.now(), request.url.path)
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        del exc
-        err = _Generic(ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} not allowed here")
-        return r.unified_error(err, new_request_id(), clock.now(), request.url.path)
-
-    async def crashed(request: Request, exc: Exception) -> Response:
-        rid = new_request_id()
+    def crashed(request: Incoming, exc: Exception) -> Outgoing:
+        out = fail(ErrorCode.INTERNAL_ERROR, "Internal error; it has been logged", request)
         # The exception type and request id only: messages may quote input.
-        log.error("unhandled %s on %s (request %s)", type(exc).__name__, request.url.path, rid)
-        err = _Generic(ErrorCode.INTERNAL_ERROR, "Internal error; it has been logged")
-        return r.unified_error(err, rid, clock.now(), request.url.path)
+        rid = orjson.loads(out.body)["requestId"]
+        log.error("unhandled %s on %s (request %s)", type(exc).__name__, request.path, rid)
+        return out
+
+    fallbacks = Fallbacks(
+        not_found=lambda req: fail(ErrorCode.NOT_FOUND, f"No route {req.path}", req),
+        not_allowed=lambda req: fail(
+            ErrorCode.METHOD_NOT_ALLOWED, f"{req.method} not allowed here", req
+        ),
+        too_large=lambda req: fail(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"Request body exceeds {settings.max_body_bytes} bytes",
+            req,
+        ),
+        crashed=crashed,
+    )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        del app
+    async def lifespan() -> AsyncIterator[None]:
         tasks = []
         if background:
             tasks = [
@@ -194,32 +200,21 @@ def create_app(
                 await client.aclose()
             store.close()
 
-    middleware = [
-        Middleware(
-            EdgeMiddleware,
-            metrics=metrics,
-            max_body_bytes=settings.max_body_bytes,
-            routes=frozenset(spec.path for spec in specs),
-            too_large_body=envelope,
-        )
-    ]
-    if settings.allowed_origins():
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.allowed_origins(),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["Content-Type", "Authorization"],
-            )
-        )
-    app = Starlette(
-        routes=routes,
-        middleware=middleware,
-        exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
+    asgi: ASGIApp = Dispatcher(
+        routes,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        fallbacks=fallbacks,
         lifespan=lifespan,
     )
-    app.state.parts = Parts(settings, clock, store, faults, service, metrics, deliverer)
-    return app
+    if settings.allowed_origins():
+        asgi = CORSMiddleware(
+            asgi,
+            allow_origins=settings.allowed_origins(),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization"],
+        )
+    return LicensingApp(asgi, Parts(settings, clock, store, faults, service, metrics, deliverer))
 
 
 async def _flush(service: LicensingService, clock: Clock) -> None:
@@ -235,6 +230,6 @@ async def _every(seconds: float, job: object) -> None:
             log.exception("background job failed; it will run again")
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> LicensingApp:
     """Factory for ``uvicorn --factory`` (worker processes)."""
     return create_app(Settings())

@@ -41,7 +41,7 @@ class LiveServer:
     ) -> None:
         self.clock = clock or ManualClock(EPOCH)
         self.app = create_app(settings, clock=self.clock, transport=transport, background=False)
-        self.parts: Parts = self.app.state.parts
+        self.parts: Parts = self.app.parts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(

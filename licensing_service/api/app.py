@@ -12,12 +12,10 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from licensing_service import __version__
 from licensing_service.api import responses as r
+from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.config import Settings
 from licensing_service.contract import routes as paths
 from licensing_service.contract.models import (
@@ -62,37 +60,36 @@ class Handlers:
         self.clock = clock
         self.settings = settings
 
-    def routes(self) -> list[Route]:
-        return [
-            Route(paths.VALIDATE_UNIFIED, self.validate_unified, methods=["POST"]),
-            Route(paths.VALIDATE_LEGACY, self.legacy_validate, methods=["POST"]),
-            Route(paths.INSTANT_VALIDATE_LEGACY, self.legacy_instant, methods=["POST"]),
-            Route(paths.SESSION_START, self.legacy_start, methods=["POST"]),
-            Route(paths.SESSION_TAKEOVER, self.legacy_takeover, methods=["POST"]),
-            Route(paths.SESSION_HEARTBEAT, self.legacy_heartbeat, methods=["POST"]),
-            Route(paths.SESSION_END, self.legacy_end, methods=["POST"]),
-            Route(paths.HEALTH, self.health, methods=["GET"]),
-            Route(paths.HEALTH_LIVE, self.live, methods=["GET"]),
-            Route(paths.HEALTH_READY, self.ready, methods=["GET"]),
-        ]
+    def routes(self) -> dict[str, dict[str, Handler]]:
+        return {
+            paths.VALIDATE_UNIFIED: {"POST": self.validate_unified},
+            paths.VALIDATE_LEGACY: {"POST": self.legacy_validate},
+            paths.INSTANT_VALIDATE_LEGACY: {"POST": self.legacy_instant},
+            paths.SESSION_START: {"POST": self.legacy_start},
+            paths.SESSION_TAKEOVER: {"POST": self.legacy_takeover},
+            paths.SESSION_HEARTBEAT: {"POST": self.legacy_heartbeat},
+            paths.SESSION_END: {"POST": self.legacy_end},
+            paths.HEALTH: {"GET": self.health},
+            paths.HEALTH_LIVE: {"GET": self.live},
+            paths.HEALTH_READY: {"GET": self.ready},
+        }
 
     # -------------------------------------------------------------- plumbing
 
-    def call(self, request: Request) -> Call:
+    def call(self, request: Incoming) -> Call:
         return Call(new_request_id(), self.client_address(request), self.clock.now())
 
-    def client_address(self, request: Request) -> str | None:
+    def client_address(self, request: Incoming) -> str | None:
         if self.settings.trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for")
+            forwarded = request.header(b"x-forwarded-for")
             if forwarded:
                 return forwarded.split(",", 1)[0].strip()
-        return request.client.host if request.client else None
+        return request.client
 
     @staticmethod
-    async def parse(model: type[M], request: Request) -> M:
-        body = await request.body()
+    def parse(model: type[M], request: Incoming) -> M:
         try:
-            return model.model_validate_json(body)
+            return model.model_validate_json(request.body)
         except ValidationError as exc:
             raise r.invalid_request(exc) from None
 
@@ -120,11 +117,11 @@ class Handlers:
 
     # ---------------------------------------------------- /validate-unified
 
-    async def validate_unified(self, request: Request) -> Response:
+    def validate_unified(self, request: Incoming) -> Outgoing:
         started = perf_counter()
         call = self.call(request)
         try:
-            req = await self.parse(UnifiedRequest, request)
+            req = self.parse(UnifiedRequest, request)
             missing = missing_fields(req)
             if missing:
                 raise InvalidRequest(
@@ -136,7 +133,7 @@ class Handlers:
         body["performance"] = self.performance(started, self.service)
         return r.json_response(body, 200, headers)
 
-    def _dispatch(self, req: UnifiedRequest, call: Call) -> tuple[dict[str, Any], dict[str, str]]:
+    def _dispatch(self, req: UnifiedRequest, call: Call) -> tuple[dict[str, Any], r.Headers]:
         creds, device = req.credentials, req.device
         assert creds.email is not None
         if req.operation == "validate":
@@ -237,10 +234,10 @@ class Handlers:
 
     # ------------------------------------------------------- legacy routes
 
-    async def legacy_validate(self, request: Request) -> Response:
+    def legacy_validate(self, request: Incoming) -> Outgoing:
         call = self.call(request)
         try:
-            req = await self.parse(LegacyValidateRequest, request)
+            req = self.parse(LegacyValidateRequest, request)
             v = self.service.validate(
                 call, req.email, req.token, req.machineFingerprint, req.skipMachineUpdate
             )
@@ -250,10 +247,10 @@ class Handlers:
         body["machineChanged"] = v.machine_changed
         return self._legacy_validation_response(call, v, body)
 
-    async def legacy_instant(self, request: Request) -> Response:
+    def legacy_instant(self, request: Incoming) -> Outgoing:
         call = self.call(request)
         try:
-            req = await self.parse(LegacyInstantRequest, request)
+            req = self.parse(LegacyInstantRequest, request)
             v = self.service.instant(call, req.email, req.stripeSessionId, req.machineFingerprint)
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=True)
@@ -271,23 +268,23 @@ class Handlers:
         }
 
     @staticmethod
-    def _legacy_validation_response(call: Call, v: Validated, body: dict[str, Any]) -> Response:
+    def _legacy_validation_response(call: Call, v: Validated, body: dict[str, Any]) -> Outgoing:
         body["validatedAt"] = iso(call.now)
         body["cacheUntil"] = iso(v.tier.valid_until(call.now))
         headers = r.cache_headers(v.tier.seconds, v.tier.strategy)
-        headers["X-Cache-Duration"] = str(v.tier.seconds)
+        headers.append((b"x-cache-duration", str(v.tier.seconds).encode()))
         return r.json_response(body, 200, headers)
 
-    async def legacy_start(self, request: Request) -> Response:
-        return await self._legacy_session_start(request, takeover=False)
+    def legacy_start(self, request: Incoming) -> Outgoing:
+        return self._legacy_session_start(request, takeover=False)
 
-    async def legacy_takeover(self, request: Request) -> Response:
-        return await self._legacy_session_start(request, takeover=True)
+    def legacy_takeover(self, request: Incoming) -> Outgoing:
+        return self._legacy_session_start(request, takeover=True)
 
-    async def _legacy_session_start(self, request: Request, *, takeover: bool) -> Response:
+    def _legacy_session_start(self, request: Incoming, *, takeover: bool) -> Outgoing:
         call = self.call(request)
         try:
-            req = await self.parse(LegacySessionStartRequest, request)
+            req = self.parse(LegacySessionStartRequest, request)
             info = req.deviceInfo.model_dump() if req.deviceInfo else {}
             g = self.service.start_session(
                 call,
@@ -302,18 +299,18 @@ class Handlers:
             return r.legacy_error(exc, call.now, validation_shape=False)
         return r.json_response({"success": True, "sessionId": g.session_id}, 200, SESSION_CACHE)
 
-    async def legacy_heartbeat(self, request: Request) -> Response:
-        return await self._legacy_session_op(request, self.service.heartbeat, "timestamp")
+    def legacy_heartbeat(self, request: Incoming) -> Outgoing:
+        return self._legacy_session_op(request, self.service.heartbeat, "timestamp")
 
-    async def legacy_end(self, request: Request) -> Response:
-        return await self._legacy_session_op(request, self.service.end_session, "emailSent")
+    def legacy_end(self, request: Incoming) -> Outgoing:
+        return self._legacy_session_op(request, self.service.end_session, "emailSent")
 
-    async def _legacy_session_op(
-        self, request: Request, op: Callable[[Call, str], object], extra: str
-    ) -> Response:
+    def _legacy_session_op(
+        self, request: Incoming, op: Callable[[Call, str], object], extra: str
+    ) -> Outgoing:
         call = self.call(request)
         try:
-            req = await self.parse(LegacySessionRequest, request)
+            req = self.parse(LegacySessionRequest, request)
             op(call, req.sessionId)
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=False)
@@ -333,7 +330,7 @@ class Handlers:
             return None
         return round((perf_counter() - started) * 1000, 3)
 
-    async def health(self, request: Request) -> Response:
+    def health(self, request: Incoming) -> Outgoing:
         del request
         now = self.clock.now()
         elapsed = self._probe_database()
@@ -366,22 +363,21 @@ class Handlers:
                 "environment": self.settings.environment,
             },
         }
-        headers = {"Cache-Control": r.NO_STORE}
         if status == "unhealthy":
-            headers["Retry-After"] = str(breaker.retry_after_seconds(now))
-            return r.json_response(body, 503, headers)
-        return r.json_response(body, 200, headers)
+            retry = str(breaker.retry_after_seconds(now)).encode()
+            return r.json_response(body, 503, [r.NO_STORE, (b"retry-after", retry)])
+        return r.json_response(body, 200, [r.NO_STORE])
 
-    async def live(self, request: Request) -> Response:
+    def live(self, request: Incoming) -> Outgoing:
         del request
-        return r.json_response({"status": "ok"}, 200, {"Cache-Control": r.NO_STORE})
+        return r.json_response({"status": "ok"}, 200, [r.NO_STORE])
 
-    async def ready(self, request: Request) -> Response:
+    def ready(self, request: Incoming) -> Outgoing:
         del request
         if self._probe_database() is None:
             body = {"status": "unavailable", "reason": "database unavailable"}
-            return r.json_response(body, 503, {"Cache-Control": r.NO_STORE, "Retry-After": "5"})
-        return r.json_response({"status": "ok"}, 200, {"Cache-Control": r.NO_STORE})
+            return r.json_response(body, 503, [r.NO_STORE, (b"retry-after", b"5")])
+        return r.json_response({"status": "ok"}, 200, [r.NO_STORE])
 
 
 def _device_view(device_info: Any, call: Call) -> dict[str, str]:

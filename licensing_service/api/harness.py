@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import math
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
 from licensing_service.adapters.clock import MovableClock
 from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import from_db
 from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
+from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
 from licensing_service.contract.models import ClockRequest, DbFaultRequest
-from licensing_service.service.errors import InvalidRequest, LicensingError
+from licensing_service.service.errors import (
+    DatabaseUnavailable,
+    InvalidRequest,
+    LicensingError,
+    StorageUnavailable,
+)
 from licensing_service.service.licensing import iso
 from licensing_service.service.ports import Store
 
@@ -29,26 +31,24 @@ class HarnessHandlers:
         self.store = store
         self.faults = faults
 
-    def routes(self) -> list[Route]:
-        return [
-            Route(paths.HARNESS_CLOCK, self.read_clock, methods=["GET"]),
-            Route(paths.HARNESS_CLOCK, self.move_clock, methods=["POST"]),
-            Route(paths.HARNESS_EMAILS, self.emails, methods=["GET"]),
-            Route(paths.HARNESS_DB_FAULT, self.read_fault, methods=["GET"]),
-            Route(paths.HARNESS_DB_FAULT, self.set_fault, methods=["POST"]),
-        ]
+    def routes(self) -> dict[str, dict[str, Handler]]:
+        return {
+            paths.HARNESS_CLOCK: {"GET": self.read_clock, "POST": self.move_clock},
+            paths.HARNESS_EMAILS: {"GET": self.emails},
+            paths.HARNESS_DB_FAULT: {"GET": self.read_fault, "POST": self.set_fault},
+        }
 
-    def _clock_view(self) -> Response:
+    def _clock_view(self) -> Outgoing:
         body = {"now": iso(self.clock.now()), "offset_seconds": self.clock.offset_seconds()}
-        return r.json_response(body, 200, {"Cache-Control": r.NO_STORE})
+        return r.json_response(body, 200, [r.NO_STORE])
 
-    async def read_clock(self, request: Request) -> Response:
+    def read_clock(self, request: Incoming) -> Outgoing:
         del request
         return self._clock_view()
 
-    async def move_clock(self, request: Request) -> Response:
+    def move_clock(self, request: Incoming) -> Outgoing:
         try:
-            req = await Handlers.parse(ClockRequest, request)
+            req = Handlers.parse(ClockRequest, request)
             if (req.advance_seconds is None) == (req.set is None):
                 raise InvalidRequest([("body", "Give exactly one of advance_seconds or set")])
             if req.advance_seconds is not None:
@@ -64,22 +64,26 @@ class HarnessHandlers:
             return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_CLOCK)
         return self._clock_view()
 
-    async def emails(self, request: Request) -> Response:
+    def emails(self, request: Incoming) -> Outgoing:
         del request
-        with self.store.transaction() as tx:
-            rows = tx.outbox(limit=10_000)
+        try:
+            with self.store.transaction() as tx:
+                rows = tx.outbox(limit=10_000)
+        except StorageUnavailable:
+            err = DatabaseUnavailable("Database unavailable", retry_after=1)
+            return r.unified_error(err, new_request_id(), self.clock.now(), paths.HARNESS_EMAILS)
         for row in rows:
             for key in ("next_attempt_at", "created_at", "delivered_at"):
                 row[key] = iso(from_db(row[key]))
-        return r.json_response({"emails": rows}, 200, {"Cache-Control": r.NO_STORE})
+        return r.json_response({"emails": rows}, 200, [r.NO_STORE])
 
-    async def read_fault(self, request: Request) -> Response:
+    def read_fault(self, request: Incoming) -> Outgoing:
         del request
         return r.json_response({"failing": self.faults.failing}, 200)
 
-    async def set_fault(self, request: Request) -> Response:
+    def set_fault(self, request: Incoming) -> Outgoing:
         try:
-            req = await Handlers.parse(DbFaultRequest, request)
+            req = Handlers.parse(DbFaultRequest, request)
         except LicensingError as exc:
             return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_DB_FAULT)
         self.faults.failing = req.failing

@@ -7,30 +7,33 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.responses import Response
 
+from licensing_service.api.asgi import Headers, Outgoing
+
+__all__ = ["Headers"]
 from licensing_service.contract.errors import ERROR_SPECS, ErrorCode
 from licensing_service.contract.routes import API_VERSION
 from licensing_service.domain.cache_tiers import MINIMAL, CacheTier
 from licensing_service.service.errors import InvalidRequest, LicensingError
 from licensing_service.service.licensing import Validated, iso
 
-JSON = "application/json"
-NO_STORE = "no-store"
+JSON_TYPE = (b"content-type", b"application/json")
+NO_STORE = (b"cache-control", b"no-store")
+API_VERSION_HEADER = (b"x-api-version", API_VERSION.encode())
 
 
 def json_response(
-    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(orjson.dumps(body), status, headers, JSON)
+    body: dict[str, Any], status: int = 200, headers: Headers | None = None
+) -> Outgoing:
+    return Outgoing(status, orjson.dumps(body), [JSON_TYPE, *headers] if headers else [JSON_TYPE])
 
 
-def cache_headers(seconds: int, strategy: str) -> dict[str, str]:
-    return {
-        "Cache-Control": f"private, max-age={seconds}",
-        "X-API-Version": API_VERSION,
-        "X-Cache-Strategy": strategy,
-    }
+def cache_headers(seconds: int, strategy: str) -> Headers:
+    return [
+        (b"cache-control", b"private, max-age=%d" % seconds),
+        API_VERSION_HEADER,
+        (b"x-cache-strategy", strategy.encode()),
+    ]
 
 
 def caching(tier: CacheTier, now: datetime) -> dict[str, Any]:
@@ -94,17 +97,18 @@ def error_body(
     return body
 
 
-def error_headers(exc: LicensingError) -> dict[str, str]:
-    headers = {"Cache-Control": NO_STORE, "X-API-Version": API_VERSION}
+def error_headers(exc: LicensingError) -> Headers:
     if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE:
         # The "minimal" tier: a device may trust a suspension for 5 minutes.
-        headers.update(cache_headers(MINIMAL.seconds, MINIMAL.strategy))
+        headers = cache_headers(MINIMAL.seconds, MINIMAL.strategy)
+    else:
+        headers = [NO_STORE, API_VERSION_HEADER]
     if exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
     return headers
 
 
-def unified_error(exc: LicensingError, request_id: str, now: datetime, endpoint: str) -> Response:
+def unified_error(exc: LicensingError, request_id: str, now: datetime, endpoint: str) -> Outgoing:
     body = error_body(exc, request_id, now, endpoint)
     if exc.code is ErrorCode.SUBSCRIPTION_INACTIVE:
         body["caching"] = caching(MINIMAL, now)
@@ -121,7 +125,7 @@ _VALIDITY_CODES = {
 }
 
 
-def legacy_error(exc: LicensingError, now: datetime, *, validation_shape: bool) -> Response:
+def legacy_error(exc: LicensingError, now: datetime, *, validation_shape: bool) -> Outgoing:
     status = ERROR_SPECS[exc.code].status
     body: dict[str, Any]
     if validation_shape and exc.code in _VALIDITY_CODES:

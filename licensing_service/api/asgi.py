@@ -1,0 +1,152 @@
+"""A minimal ASGI dispatcher: exact-path routing to synchronous handlers.
+
+Why not Starlette's router: measured on this 2-core machine under wrk, a
+bare Starlette JSON endpoint answers ~10,600 req/s and the same endpoint as
+raw ASGI ~21,000 req/s; Starlette's middleware, routing and Request/Response
+layers cost ~50 us a request, a quarter of the 200 us that 5,000 req/s
+allows. Our routes are fixed paths and every use case is synchronous, so a
+dict lookup and a plain function call are all the routing we need.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from starlette.types import Message, Receive, Scope, Send
+
+from licensing_service.api.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Incoming:
+    method: str
+    path: str
+    body: bytes
+    headers: Headers
+    client: str | None
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+
+@dataclass(slots=True)
+class Outgoing:
+    status: int
+    body: bytes
+    headers: Headers = field(default_factory=list)
+
+
+Handler = Callable[[Incoming], Outgoing]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fallbacks:
+    """Answers the dispatcher gives itself (built by the composition root)."""
+
+    not_found: Callable[[Incoming], Outgoing]
+    not_allowed: Callable[[Incoming], Outgoing]
+    too_large: Callable[[Incoming], Outgoing]
+    crashed: Callable[[Incoming, Exception], Outgoing]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        routes: dict[str, dict[str, Handler]],
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        fallbacks: Fallbacks,
+        lifespan: Callable[[], AbstractAsyncContextManager[None]],
+    ) -> None:
+        self.routes = routes
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+        self.fallbacks = fallbacks
+        self.lifespan = lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        client = scope.get("client")
+        incoming = Incoming(method, path, b"", scope["headers"], client[0] if client else None)
+        by_method = self.routes.get(path)
+        route = path if by_method is not None else "unmatched"
+        try:
+            incoming.body = await self._read_body(scope, receive)
+            handler = by_method.get(method) if by_method is not None else None
+            if handler is not None:
+                out = handler(incoming)
+            elif by_method is None:
+                out = self.fallbacks.not_found(incoming)
+            else:
+                out = self.fallbacks.not_allowed(incoming)
+        except BodyTooLarge:
+            out = self.fallbacks.too_large(incoming)
+            out.headers.append((b"connection", b"close"))
+        except Exception as exc:
+            out = self.fallbacks.crashed(incoming, exc)
+        headers = out.headers
+        headers.append((b"content-length", str(len(out.body)).encode()))
+        await send({"type": "http.response.start", "status": out.status, "headers": headers})
+        await send({"type": "http.response.body", "body": out.body})
+        self.metrics.observe(route, method, out.status, perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                raise BodyTooLarge
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body:
+                raise BodyTooLarge
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message: Message = await receive()
+        assert message["type"] == "lifespan.startup"
+        context = self.lifespan()
+        try:
+            await context.__aenter__()
+        except Exception as exc:
+            log.exception("startup failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        await context.__aexit__(None, None, None)
+        await send({"type": "lifespan.shutdown.complete"})
