@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
@@ -63,31 +63,13 @@ class SqliteStore:
             raise StorageUnavailable(f"cannot open database: {exc}") from exc
         self._tx = SqliteTx(self._conn)
 
-    @contextmanager
-    def transaction(self) -> Iterator[SqliteTx]:
-        if self.faults.failing:
-            raise StorageUnavailable("database unavailable (injected fault)")
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        try:
-            yield self._tx
-        except sqlite3.IntegrityError as exc:
-            _rollback(conn)
-            raise ConstraintViolation(str(exc)) from exc
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            raise StorageUnavailable(str(exc)) from exc
-        except BaseException:
-            _rollback(conn)
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            raise StorageUnavailable(str(exc)) from exc
+    def transaction(self) -> _Scope:
+        """BEGIN IMMEDIATE ... COMMIT: writers serialise here, across processes too."""
+        return _Scope(self, atomic=True)
+
+    def autocommit(self) -> _Scope:
+        """Each statement commits on its own: for a read followed by at most one write."""
+        return _Scope(self, atomic=False)
 
     def ping(self) -> None:
         """Probe the database outside any transaction (health checks)."""
@@ -103,6 +85,50 @@ class SqliteStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class _Scope:
+    """A class-based context manager: ~4x cheaper than @contextmanager on the hot path."""
+
+    __slots__ = ("_atomic", "_store")
+
+    def __init__(self, store: SqliteStore, *, atomic: bool) -> None:
+        self._store = store
+        self._atomic = atomic
+
+    def __enter__(self) -> SqliteTx:
+        store = self._store
+        if store.faults.failing:
+            raise StorageUnavailable("database unavailable (injected fault)")
+        if self._atomic:
+            try:
+                store._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(str(exc)) from exc
+        return store._tx
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> Literal[False]:
+        conn = self._store._conn
+        if kind is None:
+            if self._atomic:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    _rollback(conn)
+                    raise StorageUnavailable(str(exc)) from exc
+            return False
+        if self._atomic:
+            _rollback(conn)
+        if isinstance(error, sqlite3.IntegrityError):
+            raise ConstraintViolation(str(error)) from error
+        if isinstance(error, sqlite3.Error):
+            raise StorageUnavailable(str(error)) from error
+        return False
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

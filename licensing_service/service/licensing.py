@@ -10,11 +10,11 @@ connection cannot interleave inside one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 from licensing_service.domain import cache_tiers
 from licensing_service.domain.breaker import BreakerState, CircuitBreaker
@@ -119,13 +119,13 @@ class LicensingService:
         email = normalize_email(email)
         self._check_limits(call, email)
         try:
-            with self._tx(call.now) as tx:
+            # Autocommit: one read, then one UPDATE (or a transaction when the
+            # device changed and the switch, its audit and its email must land together).
+            with self._tx(call.now, atomic=False) as tx:
                 customer = self._authenticate(tx, call, email, token, "validation")
-                outcome = self._validate_in(tx, call, customer, fingerprint, skip_machine_update)
+                return self._validate_in(tx, call, customer, fingerprint, skip_machine_update)
         except Unavailable:
             return self._validate_degraded(call, email, token)
-        self.snapshot.put(_after_validation(outcome, call.now))
-        return outcome
 
     def _validate_in(
         self,
@@ -147,14 +147,14 @@ class LicensingService:
         new_hash = None
         if fingerprint is not None and not skip_machine_update:
             new_hash = hash_fingerprint(fingerprint)
-            machine_changed = (
-                None
-                if customer.machine_fingerprint is None
-                else customer.machine_fingerprint != new_hash
-            )
-            if machine_changed:
-                self._machine_switch(tx, call, customer, "validation from a new device")
-        tx.record_validation(customer.id, now, new_hash)
+            stored = customer.machine_fingerprint
+            machine_changed = None if stored is None else stored != new_hash
+        if machine_changed:
+            with self.store.transaction() as switch:
+                self._machine_switch(switch, call, customer, "validation from a new device")
+                switch.record_validation(customer.id, now, new_hash)
+        else:
+            tx.record_validation(customer.id, now, new_hash)
         self._audit(call, "validation", "success", customer.id)
         return Validated(customer, good, tier, machine_changed, new_hash is not None, False)
 
@@ -194,9 +194,8 @@ class LicensingService:
             new_hash = hash_fingerprint(fingerprint)
             tx.record_validation(customer.id, call.now, new_hash)
             self._audit(call, "instant_validation", "success", customer.id)
-        outcome = Validated(customer, good, cache_tiers.INSTANT, False, True, False)
-        self.snapshot.put(_after_validation(outcome, call.now))
-        return outcome
+        self.snapshot.put(customer)
+        return Validated(customer, good, cache_tiers.INSTANT, False, True, False)
 
     # -------------------------------------------------------------- sessions
 
@@ -344,21 +343,9 @@ class LicensingService:
 
     # --------------------------------------------------------------- helpers
 
-    @contextmanager
-    def _tx(self, now: datetime) -> Iterator[Tx]:
-        """A transaction through the circuit breaker."""
-        if not self.breaker.allow(now):
-            raise self._unavailable(now)
-        try:
-            with self.store.transaction() as tx:
-                yield tx
-        except StorageUnavailable as exc:
-            self.breaker.record_failure(now)
-            raise self._unavailable(now) from exc
-        except BaseException:
-            self.breaker.record_success(now)  # the database answered; the request failed
-            raise
-        self.breaker.record_success(now)
+    def _tx(self, now: datetime, *, atomic: bool = True) -> _Guarded:
+        """A transaction (or autocommit scope) through the circuit breaker."""
+        return _Guarded(self, now, atomic)
 
     def _unavailable(self, now: datetime) -> Unavailable:
         retry = self.breaker.retry_after_seconds(now)
@@ -437,6 +424,52 @@ class LicensingService:
         self.audit_buffer.add(_entry(call, action, outcome, customer_id))
 
 
+class _Guarded:
+    """Reports each database outcome to the breaker. A domain error raised
+    inside (wrong token, conflict) means the database answered: a success."""
+
+    __slots__ = ("_atomic", "_inner", "_now", "_service")
+
+    def __init__(self, service: LicensingService, now: datetime, atomic: bool) -> None:
+        self._service = service
+        self._now = now
+        self._atomic = atomic
+        self._inner: AbstractContextManager[Tx] | None = None
+
+    def __enter__(self) -> Tx:
+        service, now = self._service, self._now
+        if not service.breaker.allow(now):
+            raise service._unavailable(now)
+        store = service.store
+        self._inner = store.transaction() if self._atomic else store.autocommit()
+        try:
+            return self._inner.__enter__()
+        except StorageUnavailable as exc:
+            service.breaker.record_failure(now)
+            raise service._unavailable(now) from exc
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> Literal[False]:
+        service, now = self._service, self._now
+        assert self._inner is not None
+        try:
+            self._inner.__exit__(kind, error, trace)
+            if isinstance(error, StorageUnavailable):
+                raise error
+        except StorageUnavailable as exc:
+            service.breaker.record_failure(now)
+            raise service._unavailable(now) from exc
+        except BaseException:
+            service.breaker.record_success(now)
+            raise
+        service.breaker.record_success(now)
+        return False
+
+
 def _entry(
     call: Call,
     action: str,
@@ -447,10 +480,6 @@ def _entry(
     return AuditEntry(
         action, outcome, customer_id, call.request_id, call.client_address, call.now, details
     )
-
-
-def _after_validation(outcome: Validated, now: datetime) -> CustomerRecord:
-    return replace(outcome.customer, last_validation=now, last_seen=now)
 
 
 def _conflict(holder: SessionRecord) -> SessionConflict:
