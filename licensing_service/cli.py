@@ -97,6 +97,8 @@ def _serve(args: argparse.Namespace) -> int:
         "loop": "uvloop",
         "http": "httptools",
         "access_log": False,
+        # X-Forwarded-For is honoured only with LH_TRUST_FORWARDED_FOR (see Handlers).
+        "proxy_headers": False,
         "log_config": None,
         "lifespan": "on",
     }

@@ -103,7 +103,7 @@ class Handlers:
     def envelope(self, call: Call, operation: str, **parts: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "success": True,
-            "timestamp": iso(call.now),
+            "timestamp": call.now,
             "requestId": call.request_id,
             "degraded": parts.pop("degraded", False),
         }

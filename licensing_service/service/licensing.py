@@ -501,9 +501,10 @@ def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
 
 
 def iso(when: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a Z, exactly as orjson writes the datetimes of a response."""
     if when is None:
         return None
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def subscription_info(customer: CustomerRecord, now: datetime) -> dict[str, Any]:
