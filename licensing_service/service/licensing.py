@@ -484,8 +484,7 @@ def _entry(
 
 def _conflict(holder: SessionRecord) -> SessionConflict:
     device = json.loads(holder.device_info) if holder.device_info else None
-    last_seen = holder.last_heartbeat.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return SessionConflict(holder, last_seen, device)
+    return SessionConflict(holder, iso(holder.last_heartbeat) or "", device)
 
 
 def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
