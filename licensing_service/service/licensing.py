@@ -325,13 +325,19 @@ class LicensingService:
     # ---------------------------------------------------------------- upkeep
 
     def flush_audit(self, now: datetime) -> int:
-        """Write buffered audit entries; on failure keep them for next time."""
+        """Group-commit buffered audit entries and deferred validation stamps.
+
+        Returns the number of audit entries written; on failure everything
+        is kept for the next attempt.
+        """
         entries = self.audit_buffer.take()
-        if not entries:
+        if not entries and not self.store.pending_writes():
             return 0
         try:
             with self._tx(now) as tx:
-                tx.audit(entries)
+                if entries:
+                    tx.audit(entries)
+                tx.flush_deferred()
         except Unavailable:
             self.audit_buffer.put_back(entries)
             return 0

@@ -1,0 +1,116 @@
+"""What the serving connection keeps in memory, and why it stays correct.
+
+``CustomerCache``: customer rows read by email. Coherent because (1) every
+transaction scope first reads ``PRAGMA data_version``, which changes exactly
+when *another* connection (another worker, an operator, a migration) has
+committed, and then drops the whole cache; (2) every write to ``customers``
+through our own connection discards the row it touches. So a suspension is
+visible to the very next request, as if the row had been read.
+
+``DeferredValidations``: the last-validation stamp (and fingerprint) of each
+validation, group-committed with the audit batch instead of one COMMIT per
+request (measured: per-request SQL was half the server's time). Tiers stay
+exact within the process, because cached and re-read rows are overlaid with
+the pending stamps. Trade-offs, documented in the README: another worker
+process sees a stamp up to one flush interval late, and a crash loses at
+most one interval of stamps (later tiers are then more conservative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from licensing_service.service.ports import CustomerRecord
+
+
+def with_validation(
+    record: CustomerRecord, when: datetime, fingerprint: str | None
+) -> CustomerRecord:
+    return CustomerRecord(
+        record.id,
+        record.email,
+        record.name,
+        record.unlock_token,
+        record.subscription_status,
+        record.subscription_id,
+        record.stripe_session_id,
+        fingerprint if fingerprint is not None else record.machine_fingerprint,
+        record.current_period_end,
+        record.next_billing_date,
+        when,
+        when,
+    )
+
+
+@dataclass(slots=True)
+class CustomerCache:
+    max_entries: int = 200_000
+    version: int | None = None
+    _by_email: dict[str, CustomerRecord] = field(default_factory=dict)
+    _email_by_id: dict[int, str] = field(default_factory=dict)
+
+    def sync(self, version: int) -> None:
+        if version != self.version:
+            self.clear()
+            self.version = version
+
+    def clear(self) -> None:
+        self._by_email.clear()
+        self._email_by_id.clear()
+
+    def get(self, email: str) -> CustomerRecord | None:
+        return self._by_email.get(email)
+
+    def put(self, record: CustomerRecord) -> None:
+        if len(self._by_email) >= self.max_entries:
+            self.clear()  # rare; a full re-warm is cheaper than LRU bookkeeping per hit
+        self._by_email[record.email] = record
+        self._email_by_id[record.id] = record.email
+
+    def discard_id(self, customer_id: int) -> None:
+        email = self._email_by_id.pop(customer_id, None)
+        if email is not None:
+            self._by_email.pop(email, None)
+
+    def touch(self, customer_id: int, when: datetime, fingerprint: str | None) -> None:
+        email = self._email_by_id.get(customer_id)
+        record = self._by_email.get(email) if email is not None else None
+        if record is not None:
+            self._by_email[record.email] = with_validation(record, when, fingerprint)
+
+    def __len__(self) -> int:
+        return len(self._by_email)
+
+
+@dataclass(slots=True)
+class DeferredValidations:
+    _pending: dict[int, tuple[datetime, str | None]] = field(default_factory=dict)
+    _inflight: dict[int, tuple[datetime, str | None]] = field(default_factory=dict)
+
+    def add(self, customer_id: int, when: datetime, fingerprint: str | None) -> None:
+        if fingerprint is None:
+            previous = self._pending.get(customer_id) or self._inflight.get(customer_id)
+            fingerprint = previous[1] if previous is not None else None
+        self._pending[customer_id] = (when, fingerprint)
+
+    def overlay(self, record: CustomerRecord) -> CustomerRecord:
+        pending = self._pending.get(record.id) or self._inflight.get(record.id)
+        return record if pending is None else with_validation(record, *pending)
+
+    def take(self) -> dict[int, tuple[datetime, str | None]]:
+        """Move pending stamps in flight; ``settle`` or ``restore`` them after the commit."""
+        self._inflight.update(self._pending)
+        self._pending.clear()
+        return dict(self._inflight)
+
+    def settle(self) -> None:
+        self._inflight.clear()
+
+    def restore(self) -> None:
+        for customer_id, stamp in self._inflight.items():
+            self._pending.setdefault(customer_id, stamp)  # a newer stamp wins
+        self._inflight.clear()
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._inflight)

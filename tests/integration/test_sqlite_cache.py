@@ -1,0 +1,119 @@
+"""The serving connection's customer cache and group-committed validation stamps."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from licensing_service.adapters.sqlite_migrations import migrate
+from licensing_service.adapters.sqlite_store import SqliteStore, connect
+from licensing_service.contract import routes
+from licensing_service.service.errors import StorageUnavailable
+from licensing_service.service.ports import NewCustomer
+from tests.conftest import add_customer
+from tests.live import LiveServer
+from tests.shapes import error_code
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "c.db", background_checkpoints=False)
+    migrate(s.connection(), T0)
+    with s.transaction() as tx:
+        tx.insert_customer(NewCustomer("a@x.test", "A", "POSPAL-AAAA", "active"), T0)
+    return s
+
+
+def read(store: SqliteStore, email: str = "a@x.test"):  # type: ignore[no-untyped-def]
+    with store.autocommit() as tx:
+        return tx.customer_by_email(email)
+
+
+def test_another_connections_commit_is_seen_by_the_next_read(store: SqliteStore) -> None:
+    assert read(store).subscription_status == "active"
+    assert len(store.cache) == 1
+    other = connect(store.path)
+    other.execute("UPDATE customers SET subscription_status = 'inactive' WHERE email = 'a@x.test'")
+    assert read(store).subscription_status == "inactive"
+
+
+def test_own_status_change_discards_the_cached_row(store: SqliteStore) -> None:
+    record = read(store)
+    with store.transaction() as tx:
+        tx.set_subscription_status(record.id, "cancelled", T0)
+    assert read(store).subscription_status == "cancelled"
+
+
+def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) -> None:
+    record = read(store)
+    with store.autocommit() as tx:
+        tx.record_validation(record.id, T0, "hash-1")
+    assert read(store).last_validation == T0  # from the cache, before any flush
+    store.cache.clear()
+    assert read(store).last_validation == T0  # re-read from disk, overlaid with the pending stamp
+    with store.transaction() as tx:
+        assert tx.flush_deferred() == 1
+    assert store.pending_writes() == 0
+    row = (
+        store.connection()
+        .execute(
+            "SELECT last_validation, machine_fingerprint FROM customers WHERE id = ?", (record.id,)
+        )
+        .fetchone()
+    )
+    assert row == ("2026-03-01 00:00:00.000000", "hash-1")
+
+
+def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
+    record = read(store)
+    with store.autocommit() as tx:
+        tx.record_validation(record.id, T0, None)
+
+    def flush_then_fail() -> None:
+        with store.transaction() as tx:
+            tx.flush_deferred()
+            raise RuntimeError("commit never happens")
+
+    with pytest.raises(RuntimeError):
+        flush_then_fail()
+    assert store.pending_writes() == 1
+    later = T0 + timedelta(seconds=5)
+    with store.autocommit() as tx:
+        tx.record_validation(record.id, later, None)  # a newer stamp replaces the older one
+    with store.transaction() as tx:
+        tx.flush_deferred()
+    last = store.connection().execute("SELECT last_validation FROM customers").fetchone()[0]
+    assert last == "2026-03-01 00:00:05.000000"
+
+
+def test_an_injected_fault_blocks_reads_from_the_cache_too(store: SqliteStore) -> None:
+    read(store)
+    store.faults.failing = True
+    with pytest.raises(StorageUnavailable), store.autocommit():
+        pass
+
+
+def test_suspension_by_another_connection_reaches_the_next_request(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    c = add_customer(server)
+    body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
+    assert client.post(routes.VALIDATE_UNIFIED, json=body).status_code == 200
+    other = connect(server.parts.settings.db)
+    other.execute("UPDATE customers SET subscription_status = 'inactive' WHERE id = ?", (c.id,))
+    refused = client.post(routes.VALIDATE_UNIFIED, json=body)
+    assert refused.status_code == 403
+    assert error_code(refused) == "SUBSCRIPTION_INACTIVE"
+
+
+def test_tier_is_exact_across_flushes(server: LiveServer, client: httpx.Client) -> None:
+    c = add_customer(server)
+    body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
+    client.post(routes.VALIDATE_UNIFIED, json=body)
+    server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
+    server.run(lambda: server.parts.store.cache.clear())
+    server.clock.advance(3599)
+    assert client.post(routes.VALIDATE_UNIFIED, json=body).json()["caching"]["duration"] == 3600
