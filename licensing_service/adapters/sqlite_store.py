@@ -286,9 +286,9 @@ class SqliteTx:
         self._cache.touch(customer_id, now, fingerprint)
 
     def flush_deferred(self) -> int:
-        batch = self._deferred.take()
-        plain = [(to_db(w), to_db(w), cid) for cid, (w, fp) in batch.items() if fp is None]
-        with_fp = [(to_db(w), to_db(w), fp, cid) for cid, (w, fp) in batch.items() if fp]
+        batch = sorted(self._deferred.take().items())  # id order: neighbouring pages
+        plain = [(to_db(w), to_db(w), cid) for cid, (w, fp) in batch if fp is None]
+        with_fp = [(to_db(w), to_db(w), fp, cid) for cid, (w, fp) in batch if fp]
         if plain:
             self._c.executemany(
                 "UPDATE customers SET last_validation = ?, last_seen = ? WHERE id = ?", plain

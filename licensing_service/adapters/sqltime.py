@@ -8,8 +8,12 @@ sit on the validation hot path, hence the slicing instead of replace().
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+# One request's `now` is written up to three times (audit row, last
+# validation, last seen), usually in the same group commit: format it once.
+@lru_cache(maxsize=8192)
 def to_db(when: datetime) -> str:
     if when.utcoffset():
         when = when.astimezone(UTC)
