@@ -1,0 +1,7 @@
+"""``python -m licensing_service`` is the ``licensing-harness`` command."""
+
+import sys
+
+from licensing_service.cli import main
+
+sys.exit(main())
