@@ -335,37 +335,29 @@ class SqliteTx:
         client_address: str | None,
         now: datetime,
     ) -> None:
-        stamp = to_db(now)
+        row = {
+            "session_id": record.session_id,
+            "customer_id": record.customer_id,
+            "status": record.status,
+            "device_info": record.device_info,
+            "fingerprint": fingerprint,
+            "client": client_address,
+            "stamp": to_db(now),
+        }
         updated = self._c.execute(
-            "UPDATE active_sessions SET status = ?, device_info = ?, machine_fingerprint = ?,"
-            " client_address = ?, started_at = ?, last_heartbeat = ?, ended_at = NULL"
-            " WHERE session_id = ? AND customer_id = ?",
-            (
-                record.status,
-                record.device_info,
-                fingerprint,
-                client_address,
-                stamp,
-                stamp,
-                record.session_id,
-                record.customer_id,
-            ),
+            "UPDATE active_sessions SET status = :status, device_info = :device_info,"
+            " machine_fingerprint = :fingerprint, client_address = :client,"
+            " started_at = :stamp, last_heartbeat = :stamp, ended_at = NULL"
+            " WHERE session_id = :session_id AND customer_id = :customer_id",
+            row,
         ).rowcount
         if updated == 0:
             self._c.execute(
                 "INSERT INTO active_sessions (session_id, customer_id, status, device_info,"
                 " machine_fingerprint, client_address, started_at, last_heartbeat)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.session_id,
-                    record.customer_id,
-                    record.status,
-                    record.device_info,
-                    fingerprint,
-                    client_address,
-                    stamp,
-                    stamp,
-                ),
+                " VALUES (:session_id, :customer_id, :status, :device_info, :fingerprint,"
+                " :client, :stamp, :stamp)",
+                row,
             )
 
     def touch_session(self, session_id: str, now: datetime) -> None:

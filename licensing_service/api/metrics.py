@@ -65,26 +65,35 @@ class _StateCollector(Collector):
         for state in BreakerState:
             breaker.add_metric([state.value], 1.0 if service.breaker.state is state else 0.0)
         yield breaker
-        yield GaugeMetricFamily(
-            "licensing_circuit_breaker_failures",
-            "Consecutive database failures counted by the breaker.",
-            value=service.breaker.failures,
+        gauges = (
+            (
+                "licensing_circuit_breaker_failures",
+                "Consecutive database failures counted.",
+                service.breaker.failures,
+            ),
+            (
+                "licensing_audit_buffer_pending",
+                "Audit entries not yet written.",
+                len(service.audit_buffer),
+            ),
+            (
+                "licensing_audit_buffer_dropped",
+                "Audit entries dropped: the buffer was full.",
+                service.audit_buffer.dropped,
+            ),
+            (
+                "licensing_snapshot_entries",
+                "Licenses held for degraded answers.",
+                len(service.snapshot),
+            ),
+            (
+                "licensing_pending_writes",
+                "Validation stamps not yet group-committed.",
+                service.store.pending_writes(),
+            ),
         )
-        yield GaugeMetricFamily(
-            "licensing_audit_buffer_pending",
-            "Audit entries not yet written.",
-            value=len(service.audit_buffer),
-        )
-        yield GaugeMetricFamily(
-            "licensing_audit_buffer_dropped",
-            "Audit entries dropped because the buffer was full.",
-            value=service.audit_buffer.dropped,
-        )
-        yield GaugeMetricFamily(
-            "licensing_snapshot_entries",
-            "Licenses held for degraded answers.",
-            value=len(service.snapshot),
-        )
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(name, help_text, value=value)
         try:
             alive = service.alive_sessions(self._clock.now())
         except StorageUnavailable:
