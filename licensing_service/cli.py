@@ -99,6 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         # X-Forwarded-For is honoured only with LH_TRUST_FORWARDED_FOR (see Handlers).
         "proxy_headers": False,
+        "server_header": False,  # says nothing a client needs; costs a header per response
         "log_config": None,
         "lifespan": "on",
     }

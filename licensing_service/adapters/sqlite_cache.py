@@ -18,8 +18,10 @@ most one interval of stamps (later tiers are then more conservative).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import monotonic
 
 from licensing_service.service.ports import CustomerRecord
 
@@ -45,12 +47,25 @@ def with_validation(
 
 @dataclass(slots=True)
 class CustomerCache:
+    """``revalidate_seconds``: how long one ``data_version`` reading is trusted.
+    At 1 ms, requests arriving within the same millisecond share one reading
+    (the PRAGMA cost ~7% of a validation when run for every request), and a
+    commit by another connection is seen within 1 ms."""
+
     max_entries: int = 200_000
+    revalidate_seconds: float = 0.001
+    monotonic: Callable[[], float] = monotonic
     version: int | None = None
+    _checked_at: float = float("-inf")
     _by_email: dict[str, CustomerRecord] = field(default_factory=dict)
     _email_by_id: dict[int, str] = field(default_factory=dict)
 
+    def due(self) -> bool:
+        """Is it time to read ``data_version`` again?"""
+        return self.monotonic() - self._checked_at >= self.revalidate_seconds
+
     def sync(self, version: int) -> None:
+        self._checked_at = self.monotonic()
         if version != self.version:
             self.clear()
             self.version = version

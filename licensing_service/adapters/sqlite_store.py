@@ -100,6 +100,7 @@ class SqliteStore:
         *,
         faults: FaultSwitch | None = None,
         background_checkpoints: bool = True,
+        cache: CustomerCache | None = None,
     ) -> None:
         self.path = Path(path)
         self.faults = faults or FaultSwitch()
@@ -109,7 +110,7 @@ class SqliteStore:
                 self._conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open database: {exc}") from exc
-        self.cache = CustomerCache()
+        self.cache = cache if cache is not None else CustomerCache()
         self.deferred = DeferredValidations()
         self._tx = SqliteTx(self._conn, self.cache, self.deferred)
         self._checkpointer = Checkpointer(self.path).start() if background_checkpoints else None
@@ -161,7 +162,8 @@ class _Scope:
             if self._atomic:
                 conn.execute("BEGIN IMMEDIATE")
             # Another connection committed since we last looked: forget cached rows.
-            store.cache.sync(conn.execute("PRAGMA data_version").fetchone()[0])
+            if store.cache.due():
+                store.cache.sync(conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             if self._atomic:
                 _rollback(conn)

@@ -6,6 +6,7 @@ because ASGI is; the use cases they call are synchronous and fast.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable
 from time import perf_counter
@@ -47,8 +48,14 @@ M = TypeVar("M", bound=BaseModel)
 SESSION_CACHE = r.cache_headers(300, "none")
 
 
+# Request ids must be unique, not secret: a random per-process prefix and a
+# counter avoid a getrandom() syscall per request.
+_ID_PREFIX = "req_" + secrets.token_hex(4)
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
 
 
 class Handlers:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 
@@ -13,12 +13,18 @@ class CacheTier:
     # Devices re-check at 80% of the tier so a slow network never lets the cache lapse.
     next_check_seconds: int
     recommendation: str
+    _lifetime: timedelta = field(init=False, repr=False, compare=False)
+    _recheck: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lifetime", timedelta(seconds=self.seconds))
+        object.__setattr__(self, "_recheck", timedelta(seconds=self.next_check_seconds))
 
     def valid_until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.seconds)
+        return now + self._lifetime
 
     def next_check(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.next_check_seconds)
+        return now + self._recheck
 
 
 # Recommendations are POSPal's machine-readable codes, which clients switch on.

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore, connect
 from licensing_service.contract import routes
@@ -18,9 +19,25 @@ from tests.shapes import error_code
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
+class Ticks:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "c.db", background_checkpoints=False)
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
+def store(tmp_path: Path, ticks: Ticks) -> SqliteStore:
+    cache = CustomerCache(revalidate_seconds=0.001, monotonic=ticks)
+    s = SqliteStore(tmp_path / "c.db", background_checkpoints=False, cache=cache)
     migrate(s.connection(), T0)
     with s.transaction() as tx:
         tx.insert_customer(NewCustomer("a@x.test", "A", "POSPAL-AAAA", "active"), T0)
@@ -32,11 +49,16 @@ def read(store: SqliteStore, email: str = "a@x.test"):  # type: ignore[no-untype
         return tx.customer_by_email(email)
 
 
-def test_another_connections_commit_is_seen_by_the_next_read(store: SqliteStore) -> None:
+def test_another_connections_commit_is_seen_within_the_revalidation_window(
+    store: SqliteStore, ticks: Ticks
+) -> None:
     assert read(store).subscription_status == "active"
     assert len(store.cache) == 1
     other = connect(store.path)
     other.execute("UPDATE customers SET subscription_status = 'inactive' WHERE email = 'a@x.test'")
+    ticks.now += 0.0005
+    assert read(store).subscription_status == "active"  # same millisecond: same reading
+    ticks.now += 0.0005
     assert read(store).subscription_status == "inactive"
 
 
