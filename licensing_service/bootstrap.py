@@ -217,8 +217,16 @@ def create_app(
     return LicensingApp(asgi, Parts(settings, clock, store, faults, service, metrics, deliverer))
 
 
+FLUSH_CHUNK = 64
+
+
 async def _flush(service: LicensingService, clock: Clock) -> None:
-    service.flush_audit(clock.now())
+    """Write the group commit in chunks, letting requests run in between:
+    one ~4 ms block every 50 ms showed up in the p99."""
+    for _ in range(10_000):  # bounded even if the buffers refill as fast as we write
+        if not service.has_backlog() or not service.flush_audit(clock.now(), FLUSH_CHUNK):
+            return
+        await asyncio.sleep(0)
 
 
 async def _every(seconds: float, job: object) -> None:

@@ -113,10 +113,14 @@ class DeferredValidations:
         pending = self._pending.get(record.id) or self._inflight.get(record.id)
         return record if pending is None else with_validation(record, *pending)
 
-    def take(self) -> dict[int, tuple[datetime, str | None]]:
+    def take(self, limit: int | None = None) -> dict[int, tuple[datetime, str | None]]:
         """Move pending stamps in flight; ``settle`` or ``restore`` them after the commit."""
-        self._inflight.update(self._pending)
-        self._pending.clear()
+        if limit is None or limit >= len(self._pending):
+            self._inflight.update(self._pending)
+            self._pending.clear()
+        else:
+            for customer_id in list(self._pending)[:limit]:
+                self._inflight[customer_id] = self._pending.pop(customer_id)
         return dict(self._inflight)
 
     def settle(self) -> None:

@@ -32,10 +32,12 @@ class AuditBuffer:
         self._pending.append(entry)
         return len(self._pending) >= self.flush_at
 
-    def take(self) -> list[AuditEntry]:
-        taken = list(self._pending)
-        self._pending.clear()
-        return taken
+    def take(self, limit: int | None = None) -> list[AuditEntry]:
+        if limit is None or limit >= len(self._pending):
+            taken = list(self._pending)
+            self._pending.clear()
+            return taken
+        return [self._pending.popleft() for _ in range(limit)]
 
     def put_back(self, entries: list[AuditEntry]) -> None:
         """Return entries whose write failed, ahead of newer ones."""

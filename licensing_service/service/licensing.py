@@ -324,24 +324,25 @@ class LicensingService:
 
     # ---------------------------------------------------------------- upkeep
 
-    def flush_audit(self, now: datetime) -> int:
-        """Group-commit buffered audit entries and deferred validation stamps.
-
-        Returns the number of audit entries written; on failure everything
-        is kept for the next attempt.
-        """
-        entries = self.audit_buffer.take()
+    def flush_audit(self, now: datetime, limit: int | None = None) -> int:
+        """Group-commit buffered audit entries and deferred validation stamps,
+        at most ``limit`` of each. Returns the number of audit entries written;
+        on failure everything is kept for the next attempt."""
+        entries = self.audit_buffer.take(limit)
         if not entries and not self.store.pending_writes():
             return 0
         try:
             with self._tx(now) as tx:
                 if entries:
                     tx.audit(entries)
-                tx.flush_deferred()
+                tx.flush_deferred(limit)
         except Unavailable:
             self.audit_buffer.put_back(entries)
             return 0
         return len(entries)
+
+    def has_backlog(self) -> bool:
+        return bool(len(self.audit_buffer) or self.store.pending_writes())
 
     def alive_sessions(self, now: datetime) -> int:
         with self.store.transaction() as tx:
