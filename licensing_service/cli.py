@@ -85,24 +85,14 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from licensing_service.api.server import uvicorn_options
     from licensing_service.bootstrap import create_app, test_clock_file
 
     settings = Settings(**_overrides(args, ("host", "port", "db", "workers", "test_clock")))
     logs.configure(settings.log_level)
     if settings.test_clock:
         test_clock_file(settings.db).unlink(missing_ok=True)  # a restart starts at real time
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "access_log": False,
-        # X-Forwarded-For is honoured only with LH_TRUST_FORWARDED_FOR (see Handlers).
-        "proxy_headers": False,
-        "server_header": False,  # says nothing a client needs; costs a header per response
-        "log_config": None,
-        "lifespan": "on",
-    }
+    common: dict[str, Any] = {"host": settings.host, "port": settings.port, **uvicorn_options()}
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return 0

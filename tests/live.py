@@ -18,6 +18,7 @@ from typing import TypeVar
 import uvicorn
 
 from licensing_service.adapters.clock import ManualClock
+from licensing_service.api.server import uvicorn_options
 from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
 from licensing_service.service.outbox import EmailTransport
@@ -44,15 +45,8 @@ class LiveServer:
         self.parts: Parts = self.app.parts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            loop="asyncio",
-        )
+        options = {**uvicorn_options(), "loop": "asyncio"}  # a thread of the test process
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **options)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
