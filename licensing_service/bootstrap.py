@@ -240,4 +240,8 @@ async def _every(seconds: float, job: object) -> None:
 
 def create_app_from_env() -> LicensingApp:
     """Factory for ``uvicorn --factory`` (worker processes)."""
-    return create_app(Settings())
+    from licensing_service import logs
+
+    settings = Settings()
+    logs.configure(settings.log_level)  # workers log through the redacting formatter too
+    return create_app(settings)

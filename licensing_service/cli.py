@@ -85,8 +85,10 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from licensing_service.adapters.clock import SystemClock
+    from licensing_service.adapters.sqlite_store import FaultSwitch
     from licensing_service.api.server import uvicorn_options
-    from licensing_service.bootstrap import create_app, test_clock_file
+    from licensing_service.bootstrap import create_app, open_store, test_clock_file
 
     settings = Settings(**_overrides(args, ("host", "port", "db", "workers", "test_clock")))
     logs.configure(settings.log_level)
@@ -98,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     # Worker processes rebuild the settings from the environment.
     os.environ.update(_as_env(settings))
-    create_app(settings, background=False)  # migrate once, before the workers race to
+    open_store(settings, SystemClock(), FaultSwitch()).close()  # migrate once, before the workers
     uvicorn.run(
         "licensing_service.bootstrap:create_app_from_env",
         factory=True,

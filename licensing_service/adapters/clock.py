@@ -17,10 +17,6 @@ from typing import Protocol
 _OFFSET = struct.Struct("<q")  # signed microseconds
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -192,10 +192,12 @@ class _Scope:
                     store.deferred.restore()
                     raise StorageUnavailable(str(exc)) from exc
             store.deferred.settle()
+            store._tx.forget_touched()
             return False
         if self._atomic:
             _rollback(conn)
         store.deferred.restore()
+        store._tx.evict_touched()
         if isinstance(error, sqlite3.IntegrityError):
             raise ConstraintViolation(str(error)) from error
         if isinstance(error, sqlite3.Error):
@@ -241,6 +243,21 @@ class SqliteTx:
         self._c = conn
         self._cache = cache
         self._deferred = deferred
+        # Customers written in the current scope: evicted from the cache if it rolls back.
+        self._touched: set[int] = set()
+
+    def forget_touched(self) -> None:
+        self._touched.clear()
+
+    def evict_touched(self) -> None:
+        for customer_id in self._touched:
+            self._cache.discard_id(customer_id)
+        self._touched.clear()
+
+    def _write_customer(self, customer_id: int, sql: str, params: tuple[Any, ...]) -> None:
+        self._c.execute(sql, params)
+        self._cache.discard_id(customer_id)
+        self._touched.add(customer_id)
 
     def ping(self) -> None:
         self._c.execute("SELECT 1").fetchone()
@@ -287,30 +304,30 @@ class SqliteTx:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def record_validation(self, customer_id: int, now: datetime, fingerprint: str | None) -> None:
+    def record_validation(self, customer_id: int, now: datetime) -> None:
         """Deferred: group-committed by ``flush_deferred`` (see sqlite_cache)."""
-        self._deferred.add(customer_id, now, fingerprint)
-        self._cache.touch(customer_id, now, fingerprint)
+        self._deferred.add(customer_id, now)
+        self._cache.touch(customer_id, now)
+
+    def set_fingerprint(self, customer_id: int, fingerprint: str) -> None:
+        """Written at once, in the caller's transaction (with its audit and email)."""
+        self._write_customer(
+            customer_id,
+            "UPDATE customers SET machine_fingerprint = ? WHERE id = ?",
+            (fingerprint, customer_id),
+        )
 
     def flush_deferred(self, limit: int | None = None) -> int:
         batch = sorted(self._deferred.take(limit).items())  # id order: neighbouring pages
-        plain = [(to_db(w), to_db(w), cid) for cid, (w, fp) in batch if fp is None]
-        with_fp = [(to_db(w), to_db(w), fp, cid) for cid, (w, fp) in batch if fp]
-        if plain:
-            self._c.executemany(
-                "UPDATE customers SET last_validation = ?, last_seen = ? WHERE id = ?", plain
-            )
-        if with_fp:
-            self._c.executemany(
-                "UPDATE customers SET last_validation = ?, last_seen = ?, machine_fingerprint = ?"
-                " WHERE id = ?",
-                with_fp,
-            )
+        self._c.executemany(
+            "UPDATE customers SET last_validation = ?, last_seen = ? WHERE id = ?",
+            [(to_db(when), to_db(when), cid) for cid, when in batch],
+        )
         return len(batch)
 
     def set_subscription_status(self, customer_id: int, status: str, now: datetime) -> None:
-        self._cache.discard_id(customer_id)
-        self._c.execute(
+        self._write_customer(
+            customer_id,
             "UPDATE customers SET subscription_status = ?, updated_at = ? WHERE id = ?",
             (status, to_db(now), customer_id),
         )
@@ -418,13 +435,20 @@ class SqliteTx:
         )
         return cursor.rowcount == 1
 
-    def due_emails(self, now: datetime, limit: int) -> list[QueuedEmail]:
+    def claim_due_emails(self, now: datetime, limit: int, lease: timedelta) -> list[QueuedEmail]:
+        """Due emails, each claimed until ``now + lease`` so that no other worker
+        sends it meanwhile; a sender that dies lets the lease run out and the
+        email is sent again (at least once, never lost)."""
         rows = self._c.execute(
             "SELECT id, email_type, recipient, customer_id, payload, attempts FROM email_log"
             " WHERE delivery_status = 'pending' AND next_attempt_at <= ?"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (to_db(now), limit),
         ).fetchall()
+        self._c.executemany(
+            "UPDATE email_log SET next_attempt_at = ? WHERE id = ?",
+            [(to_db(now + lease), r[0]) for r in rows],
+        )
         return [QueuedEmail(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     def mark_email_delivered(self, email_id: int, provider_id: str, now: datetime) -> None:

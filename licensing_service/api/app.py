@@ -153,8 +153,9 @@ class Handlers:
             )
         if req.operation == "instant":
             assert creds.stripeSessionId is not None
+            assert device.machineFingerprint is not None
             v = self.service.instant(
-                call, creds.email, creds.stripeSessionId, device.machineFingerprint or ""
+                call, creds.email, creds.stripeSessionId, device.machineFingerprint
             )
             body = self._validated(call, v, "instant", device.deviceInfo)
             body["subscription"]["unlockToken"] = v.customer.unlock_token

@@ -4,6 +4,7 @@ rehearse a database outage. Absent (404) on a server started without it."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 from licensing_service.adapters.clock import MovableClock
 from licensing_service.adapters.sqlite_store import FaultSwitch
@@ -23,6 +24,9 @@ from licensing_service.service.licensing import iso
 from licensing_service.service.ports import Store
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 86400  # ten years: more is a typo, not a test
+# Far from datetime's limits, so no moved clock can overflow a date computation.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class HarnessHandlers:
@@ -55,10 +59,15 @@ class HarnessHandlers:
                 step = req.advance_seconds
                 if not math.isfinite(step) or abs(step) > MAX_ADVANCE_SECONDS:
                     raise InvalidRequest([("advance_seconds", "Must be within ten years")])
+                landing = self.clock.now() + timedelta(seconds=step)
+                if not EARLIEST <= landing <= LATEST:
+                    raise InvalidRequest([("advance_seconds", "Would leave 2000-2200")])
                 self.clock.advance(req.advance_seconds)
             elif req.set is not None:
                 if req.set.tzinfo is None:
                     raise InvalidRequest([("set", "Give a timezone (e.g. Z or +00:00)")])
+                if not EARLIEST <= req.set.astimezone(UTC) <= LATEST:
+                    raise InvalidRequest([("set", "Must be between 2000 and 2200")])
                 self.clock.set(req.set)
         except LicensingError as exc:
             return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_CLOCK)
@@ -67,7 +76,7 @@ class HarnessHandlers:
     def emails(self, request: Incoming) -> Outgoing:
         del request
         try:
-            with self.store.transaction() as tx:
+            with self.store.autocommit() as tx:
                 rows = tx.outbox(limit=10_000)
         except StorageUnavailable:
             err = DatabaseUnavailable("Database unavailable", retry_after=1)

@@ -9,13 +9,14 @@ import orjson
 from pydantic import ValidationError
 
 from licensing_service.api.asgi import Headers, Outgoing
-
-__all__ = ["Headers"]
 from licensing_service.contract.errors import ERROR_SPECS, ErrorCode
 from licensing_service.contract.routes import API_VERSION
 from licensing_service.domain.cache_tiers import MINIMAL, CacheTier
+from licensing_service.domain.subscription import days_remaining
 from licensing_service.service.errors import InvalidRequest, LicensingError
-from licensing_service.service.licensing import Validated, iso
+from licensing_service.service.licensing import Validated, display_name, iso
+
+__all__ = ["Headers", "display_name"]
 
 JSON_TYPE = (b"content-type", b"application/json")
 NO_STORE = (b"cache-control", b"no-store")
@@ -49,10 +50,6 @@ def caching(tier: CacheTier, now: datetime) -> dict[str, Any]:
     }
 
 
-def display_name(name: str | None, email: str) -> str:
-    return name or email.split("@", 1)[0]
-
-
 def subscription_view(v: Validated, now: datetime) -> dict[str, Any]:
     c = v.customer
     end = c.current_period_end
@@ -63,7 +60,7 @@ def subscription_view(v: Validated, now: datetime) -> dict[str, Any]:
         "isActive": v.standing.is_active,
         "currentPeriodEnd": end,
         "nextBillingDate": next_billing,
-        "daysRemaining": None if next_billing is None else max(0, (next_billing - now).days),
+        "daysRemaining": days_remaining(next_billing, now),
     }
 
 
@@ -74,6 +71,10 @@ def invalid_request(exc: ValidationError) -> InvalidRequest:
         loc = ".".join(str(part) for part in err["loc"]) or "body"
         problems.append((loc, err["msg"]))
     return InvalidRequest(problems)
+
+
+def field_errors(exc: InvalidRequest) -> list[dict[str, str]]:
+    return [{"field": f, "message": m} for f, m in exc.problems]
 
 
 def error_body(
@@ -92,7 +93,7 @@ def error_body(
         "retryable": spec.retryable,
     }
     if isinstance(exc, InvalidRequest):
-        body["fieldErrors"] = [{"field": f, "message": m} for f, m in exc.problems]
+        body["fieldErrors"] = field_errors(exc)
     body.update(exc.extra())
     if exc.retry_after is not None:
         body["retryAfter"] = exc.retry_after
@@ -142,7 +143,7 @@ def legacy_error(exc: LicensingError, now: datetime, *, validation_shape: bool) 
     else:
         body = {"success": False, "error": exc.message, "errorCode": exc.code.value}
         if isinstance(exc, InvalidRequest):
-            body["fieldErrors"] = [{"field": f, "message": m} for f, m in exc.problems]
+            body["fieldErrors"] = field_errors(exc)
         body.update({k: v for k, v in exc.extra().items() if k in ("conflict", "conflictInfo")})
         if exc.retry_after is not None:
             body["retryAfter"] = exc.retry_after

@@ -71,6 +71,8 @@ def missing_fields(req: UnifiedRequest) -> list[str]:
     if req.operation == "instant":
         if creds.stripeSessionId is None:
             missing.append("credentials.stripeSessionId")
+        if req.device.machineFingerprint is None:
+            missing.append("device.machineFingerprint")
         return missing
     if creds.token is None:
         missing.append("credentials.token")

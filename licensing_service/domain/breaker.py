@@ -52,6 +52,11 @@ class CircuitBreaker:
         self.opened_at = None
         self.trial_in_flight = False
 
+    def release(self) -> None:
+        """A call ended without saying anything about the database (a bug,
+        a cancellation): free the half-open trial slot, change nothing else."""
+        self.trial_in_flight = False
+
     def record_failure(self, now: datetime) -> None:
         self.failures += 1
         self.last_failure_at = now

@@ -20,17 +20,14 @@ from licensing_service.service.ports import AuditEntry
 @dataclass(slots=True)
 class AuditBuffer:
     max_pending: int = 100_000
-    flush_at: int = 512
     dropped: int = 0
     _pending: deque[AuditEntry] = field(default_factory=deque)
 
-    def add(self, entry: AuditEntry) -> bool:
-        """Queue an entry; True when the buffer is full enough to flush now."""
+    def add(self, entry: AuditEntry) -> None:
         if len(self._pending) >= self.max_pending:
             self._pending.popleft()
             self.dropped += 1
         self._pending.append(entry)
-        return len(self._pending) >= self.flush_at
 
     def take(self, limit: int | None = None) -> list[AuditEntry]:
         if limit is None or limit >= len(self._pending):

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from licensing_service.contract.errors import ErrorCode
-from licensing_service.domain.sessions import SessionRecord
 
 
 class StorageUnavailable(Exception):
@@ -82,9 +81,8 @@ class SessionError(LicensingError):
 class SessionConflict(SessionError):
     code = ErrorCode.SESSION_CONFLICT
 
-    def __init__(self, holder: SessionRecord, last_seen: str, device_info: Any) -> None:
+    def __init__(self, last_seen: str, device_info: Any) -> None:
         super().__init__("Another device is currently using this license")
-        self.holder = holder
         self.conflict_info = {"deviceInfo": device_info, "lastSeen": last_seen}
 
     def extra(self) -> dict[str, Any]:

@@ -31,7 +31,12 @@ from licensing_service.domain.sessions import (
     plan_start,
     plan_takeover,
 )
-from licensing_service.domain.subscription import Standing, days_remaining, standing
+from licensing_service.domain.subscription import (
+    Standing,
+    SubscriptionStatus,
+    days_remaining,
+    standing,
+)
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import (
@@ -39,6 +44,7 @@ from licensing_service.service.errors import (
     ConstraintViolation,
     DatabaseUnavailable,
     InvalidCredentials,
+    LicensingError,
     NoValidSubscription,
     RateLimited,
     SessionConflict,
@@ -119,8 +125,9 @@ class LicensingService:
         email = normalize_email(email)
         self._check_limits(call, email)
         try:
-            # Autocommit: one read, then one UPDATE (or a transaction when the
-            # device changed and the switch, its audit and its email must land together).
+            # Autocommit: a (usually cached) read and a deferred stamp; a device
+            # change gets its own transaction so the switch, its audit and its
+            # email land together or not at all.
             with self._tx(call.now, atomic=False) as tx:
                 customer = self._authenticate(tx, call, email, token, "validation")
                 return self._validate_in(tx, call, customer, fingerprint, skip_machine_update)
@@ -135,28 +142,31 @@ class LicensingService:
         fingerprint: str | None,
         skip_machine_update: bool,
     ) -> Validated:
-        now = call.now
-        good = standing(customer.subscription_status, customer.current_period_end, now)
-        if not good.is_active:
-            self._audit(call, "validation", "inactive", customer.id)
-            raise SubscriptionInactive(
-                "Subscription is not active", subscription_info(customer, now)
-            )
-        tier = cache_tiers.tier_for(active=True, last_validation=customer.last_validation, now=now)
+        good = self._require_active(customer, call, "validation")
+        tier = cache_tiers.tier_for(
+            active=True, last_validation=customer.last_validation, now=call.now
+        )
         machine_changed: bool | None = False
-        new_hash = None
-        if fingerprint is not None and not skip_machine_update:
-            new_hash = hash_fingerprint(fingerprint)
-            stored = customer.machine_fingerprint
-            machine_changed = None if stored is None else stored != new_hash
-        if machine_changed:
-            with self.store.transaction() as switch:
-                self._machine_switch(switch, call, customer, "validation from a new device")
-                switch.record_validation(customer.id, now, new_hash)
-        else:
-            tx.record_validation(customer.id, now, new_hash)
+        processed = fingerprint is not None and not skip_machine_update
+        if processed:
+            assert fingerprint is not None
+            machine_changed = self._fingerprint(call, customer, fingerprint)
+        tx.record_validation(customer.id, call.now)
         self._audit(call, "validation", "success", customer.id)
-        return Validated(customer, good, tier, machine_changed, new_hash is not None, False)
+        return Validated(customer, good, tier, machine_changed, processed, False)
+
+    def _fingerprint(self, call: Call, customer: CustomerRecord, fingerprint: str) -> bool | None:
+        """Store a new device's fingerprint hash; a change from a known device is
+        audited and emailed in the same transaction. None on first activation."""
+        new_hash = hash_fingerprint(fingerprint)
+        stored = customer.machine_fingerprint
+        if stored == new_hash:
+            return False
+        with self.store.transaction() as tx:
+            tx.set_fingerprint(customer.id, new_hash)
+            if stored is not None:
+                self._machine_switch(tx, call, customer, "validation from a new device")
+        return None if stored is None else True
 
     def _validate_degraded(self, call: Call, email: str, token: str) -> Validated:
         """Answer from the last-known-good snapshot while the database is out."""
@@ -178,7 +188,7 @@ class LicensingService:
         """First validation right after checkout: the Stripe session id is the credential."""
         email = normalize_email(email)
         self._check_limits(call, email)
-        with self._tx(call.now) as tx:
+        with self._tx(call.now, atomic=False) as tx:
             customer = tx.customer_by_email(email)
             expected = customer.stripe_session_id if customer is not None else None
             presented_ok = tokens_match(stripe_session_id, expected or _ABSENT_TOKEN)
@@ -191,11 +201,11 @@ class LicensingService:
             if not good.is_active:
                 self._audit(call, "instant_validation", "inactive", customer.id)
                 raise NoValidSubscription("No valid subscription found for this payment session")
-            new_hash = hash_fingerprint(fingerprint)
-            tx.record_validation(customer.id, call.now, new_hash)
+            changed = self._fingerprint(call, customer, fingerprint)
+            tx.record_validation(customer.id, call.now)
             self._audit(call, "instant_validation", "success", customer.id)
         self.snapshot.put(customer)
-        return Validated(customer, good, cache_tiers.INSTANT, False, True, False)
+        return Validated(customer, good, cache_tiers.INSTANT, changed, True, False)
 
     # -------------------------------------------------------------- sessions
 
@@ -224,7 +234,6 @@ class LicensingService:
             # Only reachable if another process won a race the IMMEDIATE
             # transaction should already have serialised; say so, never 500.
             raise SessionIdTaken("Session could not be started; retry") from exc
-        self.snapshot.put(granted.customer)
         return granted
 
     def _start_in(
@@ -299,11 +308,13 @@ class LicensingService:
             record = tx.session(session_id)
             if record is None or (owner is not None and record.customer_id != owner.id):
                 raise SessionNotFound("Session not found")
+            if record.status == SessionStatus.KICKED:
+                self._audit(call, "session_end", "kicked", record.customer_id)
+                raise SessionKicked("Session was taken over by another device")
+            outcome = "success" if record.status == SessionStatus.ACTIVE else "already_closed"
             if record.status == SessionStatus.ACTIVE:
                 tx.set_session_status([session_id], SessionStatus.ENDED, call.now)
-                tx.audit([_entry(call, "session_end", "success", record.customer_id)])
-            elif record.status == SessionStatus.KICKED:
-                raise SessionKicked("Session was taken over by another device")
+            tx.audit([_entry(call, "session_end", outcome, record.customer_id)])
         return replace(record, status=SessionStatus.ENDED)
 
     # --------------------------------------------------------- state changes
@@ -313,12 +324,14 @@ class LicensingService:
     ) -> CustomerRecord:
         """Commit a status change and, in the same step, the snapshot the
         breaker answers from, so no degraded answer can contradict it."""
+        target = SubscriptionStatus(status)  # ValueError for a status the schema refuses
         with self._tx(call.now) as tx:
-            tx.set_subscription_status(customer_id, status, call.now)
-            tx.audit([_entry(call, "status_change", status, customer_id, {"reason": reason})])
+            if tx.customer_by_id(customer_id) is None:
+                raise LookupError(f"no customer {customer_id}")
+            tx.set_subscription_status(customer_id, target.value, call.now)
+            tx.audit([_entry(call, "status_change", target.value, customer_id, {"reason": reason})])
             customer = tx.customer_by_id(customer_id)
-        if customer is None:
-            raise LookupError(f"no customer {customer_id}")
+        assert customer is not None
         self.snapshot.put(customer)
         return customer
 
@@ -326,8 +339,8 @@ class LicensingService:
 
     def flush_audit(self, now: datetime, limit: int | None = None) -> int:
         """Group-commit buffered audit entries and deferred validation stamps,
-        at most ``limit`` of each. Returns the number of audit entries written;
-        on failure everything is kept for the next attempt."""
+        at most ``limit`` of each. Returns the rows written (entries + stamps);
+        on any failure the entries are kept for the next attempt."""
         entries = self.audit_buffer.take(limit)
         if not entries and not self.store.pending_writes():
             return 0
@@ -335,17 +348,24 @@ class LicensingService:
             with self._tx(now) as tx:
                 if entries:
                     tx.audit(entries)
-                tx.flush_deferred(limit)
+                stamps = tx.flush_deferred(limit)
         except Unavailable:
             self.audit_buffer.put_back(entries)
             return 0
-        return len(entries)
+        except BaseException:
+            self.audit_buffer.put_back(entries)
+            raise
+        return len(entries) + stamps
 
     def has_backlog(self) -> bool:
         return bool(len(self.audit_buffer) or self.store.pending_writes())
 
+    def pending_emails(self) -> int:
+        with self.store.autocommit() as tx:
+            return tx.pending_emails()
+
     def alive_sessions(self, now: datetime) -> int:
-        with self.store.transaction() as tx:
+        with self.store.autocommit() as tx:
             return tx.alive_sessions(now - SESSION_TTL)
 
     # --------------------------------------------------------------- helpers
@@ -367,6 +387,7 @@ class LicensingService:
         ]
         blocked = [w for w in waits if w is not None]
         if blocked:
+            self._audit(call, "credential_check", "rate_limited", None)
             raise RateLimited("Too many failed attempts; try again later", retry_after=max(blocked))
 
     def _authenticate(
@@ -397,13 +418,14 @@ class LicensingService:
         self._audit(call, action, "invalid_credentials", customer_id)
         raise InvalidCredentials("Invalid email or unlock token")
 
-    def _require_active(self, customer: CustomerRecord, call: Call, action: str) -> None:
+    def _require_active(self, customer: CustomerRecord, call: Call, action: str) -> Standing:
         good = standing(customer.subscription_status, customer.current_period_end, call.now)
         if not good.is_active:
             self._audit(call, action, "inactive", customer.id)
             raise SubscriptionInactive(
                 "Subscription is not active", subscription_info(customer, call.now)
             )
+        return good
 
     def _machine_switch(
         self,
@@ -419,7 +441,7 @@ class LicensingService:
                 EmailType.MACHINE_SWITCH,
                 customer.email,
                 customer.id,
-                name=customer.name or customer.email.split("@")[0],
+                name=display_name(customer.name, customer.email),
                 device=device or "another device",
                 reason=reason,
                 at=call.now.isoformat(),
@@ -448,12 +470,20 @@ class _Guarded:
         if not service.breaker.allow(now):
             raise service._unavailable(now)
         store = service.store
-        self._inner = store.transaction() if self._atomic else store.autocommit()
+        self._inner = inner = store.transaction() if self._atomic else store.autocommit()
         try:
-            return self._inner.__enter__()
+            tx = inner.__enter__()
         except StorageUnavailable as exc:
             service.breaker.record_failure(now)
             raise service._unavailable(now) from exc
+        if service.breaker.state is BreakerState.HALF_OPEN:
+            # The trial must reach the database: a cached read proves nothing.
+            try:
+                tx.ping()
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+        return tx
 
     def __exit__(
         self,
@@ -464,16 +494,23 @@ class _Guarded:
         service, now = self._service, self._now
         assert self._inner is not None
         try:
+            # May raise StorageUnavailable or ConstraintViolation (translated SQL errors).
             self._inner.__exit__(kind, error, trace)
             if isinstance(error, StorageUnavailable):
                 raise error
         except StorageUnavailable as exc:
             service.breaker.record_failure(now)
             raise service._unavailable(now) from exc
-        except BaseException:
+        except ConstraintViolation:
             service.breaker.record_success(now)
             raise
-        service.breaker.record_success(now)
+        except BaseException:
+            service.breaker.release()
+            raise
+        if error is None or isinstance(error, LicensingError | ConstraintViolation):
+            service.breaker.record_success(now)  # the database answered, whatever the request
+        else:
+            service.breaker.release()  # a bug or a cancellation says nothing about the database
         return False
 
 
@@ -491,7 +528,7 @@ def _entry(
 
 def _conflict(holder: SessionRecord) -> SessionConflict:
     device = json.loads(holder.device_info) if holder.device_info else None
-    return SessionConflict(holder, iso(holder.last_heartbeat) or "", device)
+    return SessionConflict(iso(holder.last_heartbeat) or "", device)
 
 
 def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
@@ -504,6 +541,10 @@ def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
             return SessionEnded("Session has ended; start a new one")
         case _:
             return SessionExpired("Session expired; start a new one")
+
+
+def display_name(name: str | None, email: str) -> str:
+    return name or email.split("@", 1)[0]
 
 
 def iso(when: datetime | None) -> str | None:

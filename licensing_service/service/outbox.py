@@ -60,16 +60,22 @@ class DeliveryReport:
 
 class Deliverer:
     def __init__(
-        self, store: Store, transport: EmailTransport, backoff: Backoff | None = None
+        self,
+        store: Store,
+        transport: EmailTransport,
+        backoff: Backoff | None = None,
+        lease: timedelta = timedelta(minutes=2),
     ) -> None:
         self.store = store
         self.transport = transport
         self.backoff = backoff or Backoff()
+        # How long a claimed email is left to this process before another may send it.
+        self.lease = lease
 
     async def run_once(self, now: datetime, batch: int = 50) -> DeliveryReport:
         try:
             with self.store.transaction() as tx:
-                due = tx.due_emails(now, batch)
+                due = tx.claim_due_emails(now, batch, self.lease)
         except StorageUnavailable:
             return DeliveryReport()
         report = DeliveryReport()

@@ -72,7 +72,7 @@ def test_own_status_change_discards_the_cached_row(store: SqliteStore) -> None:
 def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) -> None:
     record = read(store)
     with store.autocommit() as tx:
-        tx.record_validation(record.id, T0, "hash-1")
+        tx.record_validation(record.id, T0)
     assert read(store).last_validation == T0  # from the cache, before any flush
     store.cache.clear()
     assert read(store).last_validation == T0  # re-read from disk, overlaid with the pending stamp
@@ -81,18 +81,16 @@ def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) 
     assert store.pending_writes() == 0
     row = (
         store.connection()
-        .execute(
-            "SELECT last_validation, machine_fingerprint FROM customers WHERE id = ?", (record.id,)
-        )
+        .execute("SELECT last_validation, last_seen FROM customers WHERE id = ?", (record.id,))
         .fetchone()
     )
-    assert row == ("2026-03-01 00:00:00.000000", "hash-1")
+    assert row == ("2026-03-01 00:00:00.000000", "2026-03-01 00:00:00.000000")
 
 
 def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
     record = read(store)
     with store.autocommit() as tx:
-        tx.record_validation(record.id, T0, None)
+        tx.record_validation(record.id, T0)
 
     def flush_then_fail() -> None:
         with store.transaction() as tx:
@@ -104,7 +102,7 @@ def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
     assert store.pending_writes() == 1
     later = T0 + timedelta(seconds=5)
     with store.autocommit() as tx:
-        tx.record_validation(record.id, later, None)  # a newer stamp replaces the older one
+        tx.record_validation(record.id, later)  # a newer stamp replaces the older one
     with store.transaction() as tx:
         tx.flush_deferred()
     last = store.connection().execute("SELECT last_validation FROM customers").fetchone()[0]
@@ -139,3 +137,27 @@ def test_tier_is_exact_across_flushes(server: LiveServer, client: httpx.Client) 
     server.run(lambda: server.parts.store.cache.clear())
     server.clock.advance(3599)
     assert client.post(routes.VALIDATE_UNIFIED, json=body).json()["caching"]["duration"] == 3600
+
+
+def test_a_rolled_back_write_leaves_no_trace_in_the_cache(store: SqliteStore) -> None:
+    record = read(store)
+
+    def change_then_fail() -> None:
+        with store.transaction() as tx:
+            tx.set_subscription_status(record.id, "inactive", T0)
+            assert tx.customer_by_email("a@x.test").subscription_status == "inactive"
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert read(store).subscription_status == "active"
+
+    def switch_then_fail() -> None:
+        with store.transaction() as tx:
+            tx.set_fingerprint(record.id, "new-hash")
+            tx.customer_by_email("a@x.test")
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        switch_then_fail()
+    assert read(store).machine_fingerprint is None

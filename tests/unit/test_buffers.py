@@ -32,10 +32,10 @@ def test_audit_buffer_is_bounded_and_counts_drops() -> None:
 def test_deferred_stamps_in_chunks_restore_keeps_newer() -> None:
     stamps = DeferredValidations()
     for n in range(4):
-        stamps.add(n, T0, None)
+        stamps.add(n, T0)
     assert sorted(stamps.take(2)) == [0, 1]
-    stamps.add(0, T0 + timedelta(seconds=1), "fp")  # newer, while 0 is in flight
+    stamps.add(0, T0 + timedelta(seconds=1))  # newer, while 0 is in flight
     stamps.restore()
-    assert stamps.take()[0] == (T0 + timedelta(seconds=1), "fp")
+    assert stamps.take()[0] == T0 + timedelta(seconds=1)
     stamps.settle()
     assert len(stamps) == 0
