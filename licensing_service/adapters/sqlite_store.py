@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,6 +30,8 @@ from licensing_service.service.ports import (
     NewEmail,
     QueuedEmail,
 )
+
+log = logging.getLogger(__name__)
 
 _CUSTOMER_COLUMNS = (
     "id, email, name, unlock_token, subscription_status, subscription_id, stripe_session_id,"
@@ -71,7 +74,6 @@ class Checkpointer:
         self._interval = interval_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
-        self.failures = 0
 
     def start(self) -> Checkpointer:
         self._thread.start()
@@ -83,12 +85,20 @@ class Checkpointer:
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         conn = connect(self._path)
+        failing = False
         try:
             while not self._stop.wait(self._interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:
-                    self.failures += 1  # retried next interval; the WAL just grows meanwhile
+                except sqlite3.Error as exc:
+                    # Retried next interval; meanwhile the WAL grows, which an operator must see.
+                    if not failing:
+                        log.warning("WAL checkpoints failing (%s); the WAL file grows", exc)
+                    failing = True
+                    continue
+                if failing:
+                    log.warning("WAL checkpoints succeed again")
+                failing = False
         finally:
             conn.close()
 

@@ -20,6 +20,7 @@ from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.config import Settings
 from licensing_service.contract import routes as paths
 from licensing_service.contract.models import (
+    DeviceInfo,
     LegacyInstantRequest,
     LegacySessionRequest,
     LegacySessionStartRequest,
@@ -199,7 +200,7 @@ class Handlers:
         sid = creds.sessionId
         if req.action in ("start", "takeover"):
             assert device.machineFingerprint is not None
-            info = device.deviceInfo.model_dump() if device.deviceInfo else {}
+            info = _device_dict(device.deviceInfo)
             granted = self.service.start_session(
                 call,
                 creds.email,
@@ -293,7 +294,7 @@ class Handlers:
         call = self.call(request)
         try:
             req = self.parse(LegacySessionStartRequest, request)
-            info = req.deviceInfo.model_dump() if req.deviceInfo else {}
+            info = _device_dict(req.deviceInfo)
             g = self.service.start_session(
                 call,
                 req.email,
@@ -386,6 +387,10 @@ class Handlers:
             body = {"status": "unavailable", "reason": "database unavailable"}
             return r.json_response(body, 503, [r.NO_STORE, (b"retry-after", b"5")])
         return r.json_response({"status": "ok"}, 200, [r.NO_STORE])
+
+
+def _device_dict(info: DeviceInfo | None) -> dict[str, Any]:
+    return info.model_dump() if info is not None else {}
 
 
 def _device_view(device_info: Any, call: Call) -> dict[str, str]:

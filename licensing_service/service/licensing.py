@@ -228,7 +228,7 @@ class LicensingService:
                 customer = self._authenticate(tx, call, email, token, action)
                 self._require_active(customer, call, action)
                 granted = self._start_in(
-                    tx, call, customer, session_id, fingerprint, device_info, takeover
+                    tx, call, customer, session_id, fingerprint, device_info, action
                 )
         except ConstraintViolation as exc:
             # Only reachable if another process won a race the IMMEDIATE
@@ -244,9 +244,10 @@ class LicensingService:
         session_id: str,
         fingerprint: str,
         device_info: dict[str, Any],
-        takeover: bool,
+        action: str,
     ) -> SessionGranted:
         now = call.now
+        takeover = action == "session_takeover"
         existing = tx.session(session_id)
         if existing is not None and existing.customer_id != customer.id:
             raise SessionIdTaken("This session id belongs to another license")
@@ -265,7 +266,6 @@ class LicensingService:
             session_id, customer.id, SessionStatus.ACTIVE, now, json.dumps(device_info)
         )
         tx.start_session(record, hash_fingerprint(fingerprint), call.client_address, now)
-        action = "session_takeover" if takeover else "session_start"
         details = {"session_id": session_id, "kicked": list(kicked)} if takeover else None
         tx.audit([_entry(call, action, "success", customer.id, details)])
         return SessionGranted(customer, session_id, device_info, takeover, kicked)
