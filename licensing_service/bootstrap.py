@@ -24,6 +24,7 @@ from licensing_service.api import openapi
 from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
+from licensing_service.api.billing import WebhookHandlers
 from licensing_service.api.harness import HarnessHandlers
 from licensing_service.api.metrics import Metrics
 from licensing_service.config import Settings
@@ -38,6 +39,7 @@ from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import Clock
 from licensing_service.service.snapshot import Snapshot
+from licensing_service.service.webhooks import WebhookFaults, WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Parts:
     service: LicensingService
     metrics: Metrics
     deliverer: Deliverer
+    webhooks: WebhookService
 
 
 def open_store(settings: Settings, clock: Clock, faults: FaultSwitch) -> SqliteStore:
@@ -94,6 +97,16 @@ def build_service(settings: Settings, store: SqliteStore) -> LicensingService:
         ),
         AuditBuffer(),
         Snapshot(),
+    )
+
+
+def build_webhooks(settings: Settings, service: LicensingService) -> WebhookService:
+    return WebhookService(
+        service,
+        settings.webhook_secrets(),
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+        lease=timedelta(seconds=settings.webhook_lease_seconds),
+        faults=WebhookFaults(),
     )
 
 
@@ -135,6 +148,7 @@ def create_app(
     deliverer = Deliverer(store, transport)
     metrics = Metrics(service, clock)
     handlers = Handlers(service, store, clock, settings)
+    webhooks = build_webhooks(settings, service)
     specs = routes_for(harness=settings.test_clock)
     spec_bytes = orjson.dumps(openapi.build(specs))
 
@@ -147,12 +161,13 @@ def create_app(
         return Outgoing(200, metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
     routes = handlers.routes()
+    routes.update(WebhookHandlers(handlers, webhooks).routes())
     routes[paths.OPENAPI] = {"GET": openapi_route}
     routes[paths.METRICS] = {"GET": metrics_route}
     if settings.test_clock:
         assert hasattr(clock, "advance"), "--test-clock needs a movable clock"
         movable: MovableClock = clock  # type: ignore[assignment]
-        routes.update(HarnessHandlers(movable, store, faults).routes())
+        routes.update(HarnessHandlers(movable, store, faults, webhooks.faults).routes())
 
     def fail(code: ErrorCode, message: str, request: Incoming) -> Outgoing:
         return r.unified_error(_Generic(code, message), new_request_id(), clock.now(), request.path)
@@ -214,7 +229,8 @@ def create_app(
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "Authorization"],
         )
-    return LicensingApp(asgi, Parts(settings, clock, store, faults, service, metrics, deliverer))
+    parts = Parts(settings, clock, store, faults, service, metrics, deliverer, webhooks)
+    return LicensingApp(asgi, parts)
 
 
 FLUSH_CHUNK = 64

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from licensing_service import logs
 from licensing_service.config import ConfigError, Settings
@@ -112,8 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _as_env(settings: Settings) -> dict[str, str]:
     env = {}
-    for name, value in settings.model_dump(exclude={"resend_api_key"}).items():
-        if value is not None:
+    for name, value in settings.model_dump().items():
+        # Secrets came from the environment, which the workers inherit; a
+        # SecretStr would only print as asterisks.
+        if value is not None and not isinstance(value, SecretStr):
             env[f"LH_{name.upper()}"] = (
                 str(value).lower() if isinstance(value, bool) else str(value)
             )

@@ -48,6 +48,31 @@ class Settings(BaseSettings):
     email_sink: Path | None = None
     email_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Stripe. The unprefixed names are the seeds' (wrangler secrets).
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "LH_STRIPE_WEBHOOK_SECRET"),
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("STRIPE_SECRET_KEY", "LH_STRIPE_SECRET_KEY")
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        validation_alias=AliasChoices("STRIPE_API_BASE", "LH_STRIPE_API_BASE"),
+    )
+    stripe_price_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("STRIPE_PRICE_ID", "LH_STRIPE_PRICE_ID")
+    )
+    price_cents: int = Field(default=2000, ge=1)
+    price_currency: str = Field(default="eur", pattern=r"^[a-z]{3}$")
+    checkout_success_url: str = "https://pospal.example/success?session_id={CHECKOUT_SESSION_ID}"
+    checkout_cancel_url: str = "https://pospal.example/cancel"
+    portal_return_url: str = "https://pospal.example/account"
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    stripe_max_retries: int = Field(default=2, ge=0, le=10)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
+    webhook_lease_seconds: int = Field(default=60, ge=1)
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.environment == "production":
@@ -56,6 +81,13 @@ class Settings(BaseSettings):
             if "*" in self.allowed_origins():
                 raise ConfigError("LH_CORS_ORIGINS='*' is refused when LH_ENVIRONMENT=production")
         return self
+
+    def webhook_secrets(self) -> list[str]:
+        """Comma-separated: during a rotation both the old and the new secret verify."""
+        if self.stripe_webhook_secret is None:
+            return []
+        raw = self.stripe_webhook_secret.get_secret_value()
+        return [s.strip() for s in raw.split(",") if s.strip()]
 
     def allowed_origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -16,6 +16,7 @@ from licensing_service.service.ports import NewCustomer
 from tests.live import LiveServer
 
 _ids = itertools.count(1)
+TEST_WEBHOOK_SECRET = "whsec_test_secret_for_the_harness"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "environment": "test",
         "rate_limit_ip": 100_000,
         "rate_limit_email": 100_000,
+        "stripe_webhook_secret": TEST_WEBHOOK_SECRET,
     }
     values.update(overrides)
     return Settings(**values)

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from licensing_service.adapters.sqlite_billing import SqliteBillingTx
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
@@ -255,6 +256,7 @@ class SqliteTx:
         self._deferred = deferred
         # Customers written in the current scope: evicted from the cache if it rolls back.
         self._touched: set[int] = set()
+        self.billing = SqliteBillingTx(conn, self._write_customer, self._customer_where)
 
     def forget_touched(self) -> None:
         self._touched.clear()
@@ -285,8 +287,11 @@ class SqliteTx:
         return record
 
     def customer_by_id(self, customer_id: int) -> CustomerRecord | None:
-        sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = ?"
-        record = _customer(self._c.execute(sql, (customer_id,)).fetchone())
+        return self._customer_where("id = ?", (customer_id,))
+
+    def _customer_where(self, condition: str, params: tuple[Any, ...]) -> CustomerRecord | None:
+        sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE {condition}"
+        record = _customer(self._c.execute(sql, params).fetchone())
         return None if record is None else self._deferred.overlay(record)
 
     def insert_customer(self, customer: NewCustomer, now: datetime) -> int:

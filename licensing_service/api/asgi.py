@@ -11,7 +11,7 @@ dict lookup and a plain function call are all the routing we need.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -47,7 +47,9 @@ class Outgoing:
     headers: Headers = field(default_factory=list)
 
 
-Handler = Callable[[Incoming], Outgoing]
+# Handlers are synchronous (the use cases are); the few that call out over
+# the network (Stripe) return an awaitable instead.
+Handler = Callable[[Incoming], Outgoing | Awaitable[Outgoing]]
 
 
 class BodyTooLarge(Exception):
@@ -98,7 +100,8 @@ class Dispatcher:
             incoming.body = await self._read_body(scope, receive)
             handler = by_method.get(method) if by_method is not None else None
             if handler is not None:
-                out = handler(incoming)
+                answer = handler(incoming)
+                out = answer if isinstance(answer, Outgoing) else await answer
             elif by_method is None:
                 out = self.fallbacks.not_found(incoming)
             else:

@@ -13,7 +13,7 @@ from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
-from licensing_service.contract.models import ClockRequest, DbFaultRequest
+from licensing_service.contract.models import ClockRequest, DbFaultRequest, WebhookFaultRequest
 from licensing_service.service.errors import (
     DatabaseUnavailable,
     InvalidRequest,
@@ -22,6 +22,7 @@ from licensing_service.service.errors import (
 )
 from licensing_service.service.licensing import iso
 from licensing_service.service.ports import Store
+from licensing_service.service.webhooks import WebhookFaults
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 86400  # ten years: more is a typo, not a test
 # Far from datetime's limits, so no moved clock can overflow a date computation.
@@ -30,16 +31,27 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class HarnessHandlers:
-    def __init__(self, clock: MovableClock, store: Store, faults: FaultSwitch) -> None:
+    def __init__(
+        self,
+        clock: MovableClock,
+        store: Store,
+        faults: FaultSwitch,
+        webhook_faults: WebhookFaults,
+    ) -> None:
         self.clock = clock
         self.store = store
         self.faults = faults
+        self.webhook_faults = webhook_faults
 
     def routes(self) -> dict[str, dict[str, Handler]]:
         return {
             paths.HARNESS_CLOCK: {"GET": self.read_clock, "POST": self.move_clock},
             paths.HARNESS_EMAILS: {"GET": self.emails},
             paths.HARNESS_DB_FAULT: {"GET": self.read_fault, "POST": self.set_fault},
+            paths.HARNESS_WEBHOOK_FAULTS: {
+                "GET": self.read_webhook_faults,
+                "POST": self.set_webhook_faults,
+            },
         }
 
     def _clock_view(self) -> Outgoing:
@@ -97,3 +109,20 @@ class HarnessHandlers:
             return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_DB_FAULT)
         self.faults.failing = req.failing
         return r.json_response({"failing": self.faults.failing}, 200)
+
+    def _webhook_faults_view(self) -> Outgoing:
+        return r.json_response({"fail_once": sorted(self.webhook_faults.fail_once)}, 200)
+
+    def read_webhook_faults(self, request: Incoming) -> Outgoing:
+        del request
+        return self._webhook_faults_view()
+
+    def set_webhook_faults(self, request: Incoming) -> Outgoing:
+        """Per process: with --workers N, a retry may reach another worker."""
+        try:
+            req = Handlers.parse(WebhookFaultRequest, request)
+        except LicensingError as exc:
+            now = self.clock.now()
+            return r.unified_error(exc, new_request_id(), now, paths.HARNESS_WEBHOOK_FAULTS)
+        self.webhook_faults.fail_once.update(req.fail_once)
+        return self._webhook_faults_view()

@@ -30,6 +30,14 @@ class ErrorCode(StrEnum):
     DATABASE_ERROR = "DATABASE_ERROR"
     CIRCUIT_BREAKER_OPEN = "CIRCUIT_BREAKER_OPEN"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    WEBHOOK_SIGNATURE_INVALID = "WEBHOOK_SIGNATURE_INVALID"
+    WEBHOOK_PAYLOAD_INVALID = "WEBHOOK_PAYLOAD_INVALID"
+    WEBHOOK_NOT_CONFIGURED = "WEBHOOK_NOT_CONFIGURED"
+    WEBHOOK_IN_PROGRESS = "WEBHOOK_IN_PROGRESS"
+    WEBHOOK_HANDLER_FAILED = "WEBHOOK_HANDLER_FAILED"
+    STRIPE_NOT_CONFIGURED = "STRIPE_NOT_CONFIGURED"
+    STRIPE_UNAVAILABLE = "STRIPE_UNAVAILABLE"
+    STRIPE_ERROR = "STRIPE_ERROR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,4 +67,14 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.DATABASE_ERROR: ErrorSpec(503, "system", "high", True),
     ErrorCode.CIRCUIT_BREAKER_OPEN: ErrorSpec(503, "system", "high", True),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "system", "high", True),
+    # Stripe retries any non-2xx webhook answer for days; "retryable" says
+    # whether a retry can succeed.
+    ErrorCode.WEBHOOK_SIGNATURE_INVALID: ErrorSpec(400, "webhook", "high", False),
+    ErrorCode.WEBHOOK_PAYLOAD_INVALID: ErrorSpec(400, "webhook", "medium", False),
+    ErrorCode.WEBHOOK_NOT_CONFIGURED: ErrorSpec(503, "webhook", "high", True),
+    ErrorCode.WEBHOOK_IN_PROGRESS: ErrorSpec(409, "webhook", "low", True),
+    ErrorCode.WEBHOOK_HANDLER_FAILED: ErrorSpec(500, "webhook", "high", True),
+    ErrorCode.STRIPE_NOT_CONFIGURED: ErrorSpec(503, "billing", "high", False),
+    ErrorCode.STRIPE_UNAVAILABLE: ErrorSpec(503, "billing", "medium", True),
+    ErrorCode.STRIPE_ERROR: ErrorSpec(502, "billing", "high", False),
 }

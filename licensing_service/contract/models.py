@@ -123,6 +123,29 @@ class ClockRequest(_Request):
     set: datetime | None = None
 
 
+class CheckoutRequest(_Request):
+    """``POST /create-checkout-session``: start a subscription checkout."""
+
+    email: Email
+    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class PortalRequest(_Request):
+    """``POST /create-portal-session``: a billing-portal link for a license holder."""
+
+    email: Email
+    unlockToken: UnlockToken
+
+
+class WebhookFaultRequest(_Request):
+    """``POST /__harness__/webhook-faults``: make the handler fail once, after
+    its effects, for each of these event ids."""
+
+    fail_once: Annotated[
+        list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100_000)
+    ]
+
+
 class DbFaultRequest(_Request):
     """``POST /__harness__/db-fault``: make every database call fail (or stop failing)."""
 
@@ -348,3 +371,30 @@ class Outbox(_Response):
 
 class DbFaultView(_Response):
     failing: bool
+
+
+class WebhookAck(_Response):
+    """``POST /webhook`` accepted the delivery (2xx: Stripe stops retrying it)."""
+
+    received: Literal[True]
+    eventId: str
+    type: str
+    # applied | stale | recorded | ignored | unhandled | duplicate
+    outcome: str
+    idempotent: bool
+    unhandled: bool
+
+
+class CheckoutLink(_Response):
+    success: Literal[True]
+    sessionId: str
+    url: str
+
+
+class PortalLink(_Response):
+    success: Literal[True]
+    url: str
+
+
+class WebhookFaultsView(_Response):
+    fail_once: list[str]

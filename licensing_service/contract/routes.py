@@ -23,3 +23,9 @@ HARNESS_EMAILS: Final = "/__harness__/emails"
 HARNESS_DB_FAULT: Final = "/__harness__/db-fault"
 
 API_VERSION: Final = "2.0"
+
+# Stripe: webhooks in, checkout and billing-portal links out.
+WEBHOOK: Final = "/webhook"
+CREATE_CHECKOUT_SESSION: Final = "/create-checkout-session"
+CREATE_PORTAL_SESSION: Final = "/create-portal-session"
+HARNESS_WEBHOOK_FAULTS: Final = "/__harness__/webhook-faults"

@@ -9,6 +9,8 @@
     ├── SessionError                SessionConflict, SessionNotFound,
     │                               SessionExpired, SessionKicked,
     │                               SessionEnded, SessionIdTaken
+    ├── WebhookError                signature, payload, in progress, handler failed
+    ├── StripeError                 not configured, unavailable, refused
     └── Unavailable                 DatabaseUnavailable, BreakerOpen (Retry-After)
 
 ``StorageUnavailable`` is not a LicensingError: adapters raise it, and the
@@ -119,3 +121,48 @@ class DatabaseUnavailable(Unavailable):
 
 class BreakerOpen(Unavailable):
     code = ErrorCode.CIRCUIT_BREAKER_OPEN
+
+
+class WebhookError(LicensingError):
+    pass
+
+
+class WebhookSignatureInvalid(WebhookError):
+    code = ErrorCode.WEBHOOK_SIGNATURE_INVALID
+
+
+class WebhookPayloadInvalid(InvalidRequest, WebhookError):
+    """A verified event this service cannot use, with the field named."""
+
+    code = ErrorCode.WEBHOOK_PAYLOAD_INVALID
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([(field, message)])
+
+
+class WebhookNotConfigured(WebhookError):
+    code = ErrorCode.WEBHOOK_NOT_CONFIGURED
+
+
+class WebhookInProgress(WebhookError):
+    code = ErrorCode.WEBHOOK_IN_PROGRESS
+
+
+class WebhookHandlerFailed(WebhookError):
+    code = ErrorCode.WEBHOOK_HANDLER_FAILED
+
+
+class StripeError(LicensingError):
+    pass
+
+
+class StripeNotConfigured(StripeError):
+    code = ErrorCode.STRIPE_NOT_CONFIGURED
+
+
+class StripeUnreachable(StripeError):
+    code = ErrorCode.STRIPE_UNAVAILABLE
+
+
+class StripeRefused(StripeError):
+    code = ErrorCode.STRIPE_ERROR

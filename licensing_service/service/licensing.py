@@ -267,7 +267,7 @@ class LicensingService:
         )
         tx.start_session(record, hash_fingerprint(fingerprint), call.client_address, now)
         details = {"session_id": session_id, "kicked": list(kicked)} if takeover else None
-        tx.audit([_entry(call, action, "success", customer.id, details)])
+        tx.audit([audit_entry(call, action, "success", customer.id, details)])
         return SessionGranted(customer, session_id, device_info, takeover, kicked)
 
     def heartbeat(
@@ -314,7 +314,7 @@ class LicensingService:
             outcome = "success" if record.status == SessionStatus.ACTIVE else "already_closed"
             if record.status == SessionStatus.ACTIVE:
                 tx.set_session_status([session_id], SessionStatus.ENDED, call.now)
-            tx.audit([_entry(call, "session_end", outcome, record.customer_id)])
+            tx.audit([audit_entry(call, "session_end", outcome, record.customer_id)])
         return replace(record, status=SessionStatus.ENDED)
 
     # --------------------------------------------------------- state changes
@@ -329,7 +329,8 @@ class LicensingService:
             if tx.customer_by_id(customer_id) is None:
                 raise LookupError(f"no customer {customer_id}")
             tx.set_subscription_status(customer_id, target.value, call.now)
-            tx.audit([_entry(call, "status_change", target.value, customer_id, {"reason": reason})])
+            details = {"reason": reason}
+            tx.audit([audit_entry(call, "status_change", target.value, customer_id, details)])
             customer = tx.customer_by_id(customer_id)
         assert customer is not None
         self.snapshot.put(customer)
@@ -373,6 +374,10 @@ class LicensingService:
     def _tx(self, now: datetime, *, atomic: bool = True) -> _Guarded:
         """A transaction (or autocommit scope) through the circuit breaker."""
         return _Guarded(self, now, atomic)
+
+    def transaction(self, now: datetime) -> AbstractContextManager[Tx]:
+        """A write transaction through the circuit breaker, for other use cases."""
+        return _Guarded(self, now, True)
 
     def _unavailable(self, now: datetime) -> Unavailable:
         retry = self.breaker.retry_after_seconds(now)
@@ -435,7 +440,7 @@ class LicensingService:
         reason: str,
         device: str | None = None,
     ) -> None:
-        tx.audit([_entry(call, "machine_switch", reason, customer.id)])
+        tx.audit([audit_entry(call, "machine_switch", reason, customer.id)])
         tx.enqueue_email(
             compose(
                 EmailType.MACHINE_SWITCH,
@@ -450,7 +455,7 @@ class LicensingService:
         )
 
     def _audit(self, call: Call, action: str, outcome: str, customer_id: int | None) -> None:
-        self.audit_buffer.add(_entry(call, action, outcome, customer_id))
+        self.audit_buffer.add(audit_entry(call, action, outcome, customer_id))
 
 
 class _Guarded:
@@ -514,7 +519,7 @@ class _Guarded:
         return False
 
 
-def _entry(
+def audit_entry(
     call: Call,
     action: str,
     outcome: str,

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from licensing_service.domain.billing import BillingState
 from licensing_service.domain.sessions import SessionRecord
+from licensing_service.domain.stripe_events import Refund
 
 
 class Clock(Protocol):
@@ -81,8 +83,62 @@ class QueuedEmail:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookEventRow:
+    status: str  # processing | completed | failed
+    outcome: str | None
+    retry_count: int
+    lease_until: datetime | None
+    received_at: datetime
+
+
+class BillingTx(Protocol):
+    """Webhook claims and the billing state, inside the same transaction as
+    the license changes they cause."""
+
+    def webhook_event(self, event_id: str) -> WebhookEventRow | None: ...
+    def claim_event(
+        self,
+        event_id: str,
+        event_type: str,
+        created: datetime,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        retry: bool,
+    ) -> None: ...
+    def finish_event(
+        self, event_id: str, outcome: str, customer_id: int | None, now: datetime
+    ) -> None: ...
+    def fail_event(self, event_id: str, event_type: str, error: str, now: datetime) -> None: ...
+    def billing_state(self, stripe_customer_id: str) -> BillingState | None: ...
+    def save_billing_state(
+        self, stripe_customer_id: str, state: BillingState, now: datetime
+    ) -> None: ...
+    def license_for(self, stripe_customer_id: str, email: str | None) -> CustomerRecord | None:
+        """The license linked to this Stripe customer; else, by email, one not
+        yet linked to any Stripe customer (a seeded or imported license)."""
+        ...
+
+    def link(
+        self,
+        customer_id: int,
+        stripe_customer_id: str,
+        now: datetime,
+        *,
+        checkout_session_id: str | None = None,
+        name: str | None = None,
+    ) -> None: ...
+    def apply_billing(self, customer_id: int, state: BillingState, now: datetime) -> None: ...
+    def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool: ...
+    def stripe_customer_id(self, customer_id: int) -> str | None: ...
+
+
 class Tx(Protocol):
     """One database transaction (a unit of work)."""
+
+    @property
+    def billing(self) -> BillingTx: ...
 
     def ping(self) -> None: ...
     def customer_by_email(self, email: str) -> CustomerRecord | None: ...

@@ -1,0 +1,283 @@
+"""Stripe webhooks: verified, applied exactly once, whatever the delivery order.
+
+One ``BEGIN IMMEDIATE`` transaction per delivery holds the event's claim
+(inserted first, so the UNIQUE constraint decides who processes it), the
+merged billing state, the license change, its audit and its emails. So:
+
+* a crash or a handler error rolls all of it back; the event is then
+  recorded as failed and answered 5xx, and Stripe's retry processes it;
+* concurrent duplicates serialise on the write lock (across worker
+  processes too); the later ones find the claim completed and answer 200
+  ``{"idempotent": true}`` with no effects;
+* the final license state is a merge of versioned facts
+  (:mod:`licensing_service.domain.billing`), the same in any order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from licensing_service.contract import stripe as contract
+from licensing_service.domain.billing import BillingState, merge
+from licensing_service.domain.credentials import new_unlock_token
+from licensing_service.domain.stripe_events import (
+    EmailCause,
+    EmailKind,
+    EventHeader,
+    PayloadInvalid,
+    StripeChange,
+    read_change,
+    read_header,
+)
+from licensing_service.domain.webhook_claims import DEFAULT_LEASE, Claim, decide_claim
+from licensing_service.service.emails import EmailType, compose
+from licensing_service.service.errors import (
+    LicensingError,
+    WebhookHandlerFailed,
+    WebhookInProgress,
+    WebhookNotConfigured,
+    WebhookPayloadInvalid,
+    WebhookSignatureInvalid,
+)
+from licensing_service.service.licensing import (
+    Call,
+    LicensingService,
+    audit_entry,
+    display_name,
+)
+from licensing_service.service.ports import AuditEntry, CustomerRecord, NewCustomer, Tx
+
+log = logging.getLogger(__name__)
+
+_EMAIL_TYPES = {
+    EmailKind.WELCOME: EmailType.WELCOME,
+    EmailKind.SUSPENSION: EmailType.SUSPENSION,
+    EmailKind.REACTIVATION: EmailType.REACTIVATION,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    event_id: str
+    event_type: str
+    # applied | stale | recorded | ignored | unhandled | duplicate
+    outcome: str
+    customer_id: int | None = None
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by :class:`WebhookFaults` (``serve --test-clock`` only)."""
+
+
+@dataclass(slots=True)
+class WebhookFaults:
+    """Make the handler fail, after its effects, for chosen events: each id
+    once. How tests and the harness rehearse a failed first delivery."""
+
+    fail_once: set[str] = field(default_factory=set)
+
+    def check(self, event_id: str) -> None:
+        if event_id in self.fail_once:
+            self.fail_once.discard(event_id)
+            raise InjectedFailure(f"injected handler failure for {event_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    outcome: str
+    customer: CustomerRecord | None
+
+
+class WebhookService:
+    def __init__(
+        self,
+        licensing: LicensingService,
+        secrets: Sequence[str],
+        *,
+        tolerance_seconds: int = contract.TOLERANCE_SECONDS,
+        lease: timedelta = DEFAULT_LEASE,
+        faults: WebhookFaults | None = None,
+    ) -> None:
+        self.licensing = licensing
+        self.secrets = tuple(s for s in secrets if s)
+        self.tolerance = tolerance_seconds
+        self.lease = lease
+        self.faults = faults or WebhookFaults()
+
+    def receive(self, call: Call, body: bytes, signature: str | None) -> WebhookResult:
+        header = self._verified_header(call, body, signature)
+        try:
+            with self.licensing.transaction(call.now) as tx:
+                claim = self._claim(tx, header, call.now)
+                if claim is Claim.DUPLICATE:
+                    return WebhookResult(header.id, header.type, "duplicate")
+                applied = self._apply(tx, call, header)
+                # After the effects, so an injected failure proves they roll back.
+                self.faults.check(header.id)
+                customer_id = applied.customer.id if applied.customer else None
+                tx.billing.finish_event(header.id, applied.outcome, customer_id, call.now)
+        except LicensingError:
+            raise  # in progress, or the database is unavailable: nothing to record
+        except PayloadInvalid as exc:
+            self._record_failure(header, f"invalid payload: {exc}", call.now)
+            raise WebhookPayloadInvalid(exc.field, exc.message) from None
+        except Exception as exc:
+            # Never the message: it may quote the payload.
+            self._record_failure(header, f"handler failed: {type(exc).__name__}", call.now)
+            level = logging.INFO if isinstance(exc, InjectedFailure) else logging.ERROR
+            log.log(level, "webhook %s (%s) failed: %s", header.id, header.type, type(exc).__name__)
+            raise WebhookHandlerFailed("Webhook handler failed; Stripe will retry") from exc
+        if applied.customer is not None:
+            # The degraded-mode snapshot follows the committed state at once (no grace).
+            self.licensing.snapshot.put(applied.customer)
+        customer_id = applied.customer.id if applied.customer else None
+        return WebhookResult(header.id, header.type, applied.outcome, customer_id)
+
+    # --------------------------------------------------------------- steps
+
+    def _verified_header(self, call: Call, body: bytes, signature: str | None) -> EventHeader:
+        if not self.secrets:
+            raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not configured")
+        now = int(call.now.timestamp())
+        try:
+            contract.verify_signature(body, signature, self.secrets, now, self.tolerance)
+        except contract.SignatureError as exc:
+            raise WebhookSignatureInvalid(f"Stripe signature refused: {exc}") from None
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise WebhookPayloadInvalid("body", "not valid JSON") from None
+        try:
+            return read_header(event)
+        except PayloadInvalid as exc:
+            raise WebhookPayloadInvalid(exc.field, exc.message) from None
+
+    def _claim(self, tx: Tx, header: EventHeader, now: datetime) -> Claim:
+        billing = tx.billing
+        row = billing.webhook_event(header.id)
+        claim = decide_claim(
+            row.status if row else None,
+            row.lease_until if row else None,
+            row.received_at if row else None,
+            now,
+            self.lease,
+        )
+        if claim is Claim.IN_FLIGHT:
+            raise WebhookInProgress(
+                "Another worker is processing this event; retry later",
+                retry_after=int(self.lease.total_seconds()),
+            )
+        if claim is not Claim.DUPLICATE:
+            created = datetime.fromtimestamp(header.created, UTC)
+            billing.claim_event(
+                header.id, header.type, created, now, now + self.lease, retry=claim is not Claim.NEW
+            )
+        return claim
+
+    def _apply(self, tx: Tx, call: Call, header: EventHeader) -> _Applied:
+        if header.type not in contract.HANDLED_EVENTS:
+            return _Applied("unhandled", None)
+        change = read_change(header)
+        if change is None:
+            return _Applied("ignored", None)
+        billing = tx.billing
+        merged = merge(billing.billing_state(change.stripe_customer_id), change.fact)
+        state = merged.state
+        billing.save_billing_state(change.stripe_customer_id, state, call.now)
+        customer = self._license(tx, call, change, state)
+        if customer is not None and state.status is not None:
+            before = customer.subscription_status
+            billing.apply_billing(customer.id, state, call.now)
+            if before != state.status.value:
+                tx.audit([self._status_audit(call, customer.id, state, header)])
+            customer = tx.customer_by_id(customer.id)
+        if change.refund is not None:
+            billing.record_refund(customer.id if customer else None, change.refund, call.now)
+        for cause in change.emails:
+            self._queue_email(tx, call, cause, change, customer)
+        if change.fact.status is None:
+            outcome = "recorded"
+        else:
+            outcome = "stale" if merged.stale else "applied"
+        return _Applied(outcome, customer)
+
+    def _license(
+        self, tx: Tx, call: Call, change: StripeChange, state: BillingState
+    ) -> CustomerRecord | None:
+        """The license this event concerns, linked to its Stripe customer; a
+        completed checkout creates it (or re-links an existing one by email)."""
+        billing = tx.billing
+        customer = billing.license_for(change.stripe_customer_id, change.email)
+        if change.checkout_session_id is not None:
+            assert change.email is not None
+            customer = customer or tx.customer_by_email(change.email.strip().lower())
+            if customer is None:
+                customer_id = tx.insert_customer(
+                    NewCustomer(
+                        email=change.email.strip().lower(),
+                        name=change.name,
+                        unlock_token=new_unlock_token(),
+                        subscription_status=(state.status or "active"),
+                        stripe_customer_id=change.stripe_customer_id,
+                        stripe_session_id=change.checkout_session_id,
+                        subscription_id=state.subscription_id,
+                    ),
+                    call.now,
+                )
+                tx.audit([audit_entry(call, "license_created", "checkout", customer_id)])
+                return tx.customer_by_id(customer_id)
+            billing.link(
+                customer.id,
+                change.stripe_customer_id,
+                call.now,
+                checkout_session_id=change.checkout_session_id,
+                name=change.name,
+            )
+        elif customer is not None and billing.stripe_customer_id(customer.id) is None:
+            billing.link(customer.id, change.stripe_customer_id, call.now)
+        return customer
+
+    def _queue_email(
+        self,
+        tx: Tx,
+        call: Call,
+        cause: EmailCause,
+        change: StripeChange,
+        customer: CustomerRecord | None,
+    ) -> None:
+        recipient = customer.email if customer is not None else change.email
+        if recipient is None:
+            log.warning("no address for the %s email of event %s", cause.kind, change.header.id)
+            return
+        name = display_name(customer.name if customer else change.name, recipient)
+        params: dict[str, str] = {"name": name}
+        if cause.kind is EmailKind.WELCOME and customer is not None:
+            params["unlock_token"] = customer.unlock_token
+        email = compose(
+            _EMAIL_TYPES[cause.kind],
+            recipient,
+            customer.id if customer else None,
+            cause.dedupe_key,
+            **params,
+        )
+        tx.enqueue_email(email, call.now)
+
+    def _record_failure(self, header: EventHeader, error: str, now: datetime) -> None:
+        try:
+            with self.licensing.transaction(now) as tx:
+                tx.billing.fail_event(header.id, header.type, error, now)
+        except Exception as exc:  # the answer is 5xx either way; Stripe retries
+            log.warning("could not record failure of %s: %s", header.id, type(exc).__name__)
+
+    @staticmethod
+    def _status_audit(
+        call: Call, customer_id: int, state: BillingState, header: EventHeader
+    ) -> AuditEntry:
+        details = {"reason": header.type, "event": header.id}
+        assert state.status is not None
+        return audit_entry(call, "status_change", state.status.value, customer_id, details)
