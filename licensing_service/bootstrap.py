@@ -24,7 +24,7 @@ from licensing_service.api import openapi
 from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
-from licensing_service.api.billing import WebhookHandlers
+from licensing_service.api.billing import BillingHandlers
 from licensing_service.api.harness import HarnessHandlers
 from licensing_service.api.metrics import Metrics
 from licensing_service.config import Settings
@@ -34,10 +34,11 @@ from licensing_service.contract.spec import routes_for
 from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
+from licensing_service.service.checkout import CheckoutService, ReturnUrls
 from licensing_service.service.errors import LicensingError
 from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
-from licensing_service.service.ports import Clock
+from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock
 from licensing_service.service.snapshot import Snapshot
 from licensing_service.service.webhooks import WebhookFaults, WebhookService
 
@@ -110,6 +111,37 @@ def build_webhooks(settings: Settings, service: LicensingService) -> WebhookServ
     )
 
 
+def build_billing_api(settings: Settings) -> BillingApi | None:
+    if settings.stripe_secret_key is None:
+        return None
+    import stripe
+
+    from licensing_service.adapters.stripe_api import StripeBilling
+
+    # Otherwise the library writes an id under ~/.config and reports it to Stripe.
+    stripe.enable_telemetry = False
+    return StripeBilling(
+        settings.stripe_secret_key.get_secret_value(),
+        settings.stripe_api_base,
+        timeout_seconds=settings.stripe_timeout_seconds,
+        max_retries=settings.stripe_max_retries,
+    )
+
+
+def build_checkout(
+    settings: Settings, service: LicensingService, api: BillingApi | None
+) -> CheckoutService:
+    price = CheckoutPrice(
+        price_id=settings.stripe_price_id,
+        unit_amount=settings.price_cents,
+        currency=settings.price_currency,
+    )
+    urls = ReturnUrls(
+        settings.checkout_success_url, settings.checkout_cancel_url, settings.portal_return_url
+    )
+    return CheckoutService(service, api, price, urls)
+
+
 def build_transport(settings: Settings) -> tuple[EmailTransport, httpx.AsyncClient | None]:
     if settings.resend_api_key is None:
         return SinkTransport(settings.sink_path()), None
@@ -134,6 +166,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     transport: EmailTransport | None = None,
+    billing_api: BillingApi | None = None,
     background: bool = True,
 ) -> LicensingApp:
     """Build the service. ``background=False`` leaves the audit flusher and
@@ -149,6 +182,8 @@ def create_app(
     metrics = Metrics(service, clock)
     handlers = Handlers(service, store, clock, settings)
     webhooks = build_webhooks(settings, service)
+    billing_api = billing_api or build_billing_api(settings)
+    checkout = build_checkout(settings, service, billing_api)
     specs = routes_for(harness=settings.test_clock)
     spec_bytes = orjson.dumps(openapi.build(specs))
 
@@ -161,7 +196,7 @@ def create_app(
         return Outgoing(200, metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
     routes = handlers.routes()
-    routes.update(WebhookHandlers(handlers, webhooks).routes())
+    routes.update(BillingHandlers(handlers, webhooks, checkout).routes())
     routes[paths.OPENAPI] = {"GET": openapi_route}
     routes[paths.METRICS] = {"GET": metrics_route}
     if settings.test_clock:
@@ -213,6 +248,8 @@ def create_app(
             service.flush_audit(clock.now())
             if client is not None:
                 await client.aclose()
+            if billing_api is not None:
+                await billing_api.aclose()
             store.close()
 
     asgi: ASGIApp = Dispatcher(

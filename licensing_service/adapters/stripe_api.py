@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import stripe
@@ -22,75 +21,26 @@ from stripe.params.checkout import SessionCreateParams as CheckoutSessionParams
 from stripe.params.checkout import SessionCreateParamsLineItem
 
 from licensing_service.contract import stripe as contract
+from licensing_service.service.errors import (
+    DEFAULT_RETRY_AFTER,
+    StripeRejected,
+    StripeUnavailable,
+)
+from licensing_service.service.ports import CheckoutLink, CheckoutPrice, PortalLink
 
-# What callers tell their clients when Stripe gave no Retry-After of its own.
-DEFAULT_RETRY_AFTER: Final = 30
+__all__ = [
+    "CheckoutLink",
+    "CheckoutPrice",
+    "PortalLink",
+    "StripeBilling",
+    "StripeRejected",
+    "StripeUnavailable",
+]
+
 # A Retry-After beyond this is more likely a bug than advice worth passing on.
 _MAX_RETRY_AFTER: Final = 3600
 # Stripe masks keys in its messages (``sk_test_****1234``); drop even the mask.
 _KEY_SHAPED = re.compile(r"\b(?:sk|rk|pk|whsec)_[A-Za-z0-9_*]+")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutLink:
-    session_id: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class PortalLink:
-    url: str
-    customer_id: str  # the Stripe customer used (created if it was missing)
-    created_customer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutPrice:
-    price_id: str | None  # a configured Stripe Price; None sends inline price_data
-    unit_amount: int = 2000  # cents: €20/month by default
-    currency: str = "eur"
-    interval: str = "month"
-    product_name: str = "POSPal subscription"
-
-
-class StripeUnavailable(Exception):
-    """Network error, timeout, 429 or 5xx that the library's retries did not cure.
-
-    ``created_customer_id`` is set when a portal call created a Stripe customer
-    before failing: store it, or the next attempt creates a second one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: int = DEFAULT_RETRY_AFTER,
-        created_customer_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.created_customer_id = created_customer_id
-
-
-class StripeRejected(Exception):
-    """Stripe answered 4xx. The message is Stripe's own, with anything key-shaped removed.
-
-    ``code`` is Stripe's error code (``resource_missing``, ``parameter_invalid_…``)
-    when it sent one; ``created_customer_id`` as for :class:`StripeUnavailable`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        code: str | None = None,
-        created_customer_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.created_customer_id = created_customer_id
 
 
 class _HTTPXClient(stripe.HTTPXClient):

@@ -9,19 +9,47 @@ from licensing_service.api.app import Handlers
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
 from licensing_service.contract import stripe as stripe_contract
+from licensing_service.contract.models import CheckoutRequest, PortalRequest
+from licensing_service.service.checkout import CheckoutService
 from licensing_service.service.errors import LicensingError
 from licensing_service.service.webhooks import WebhookService
 
 _SIGNATURE = stripe_contract.SIGNATURE_HEADER.lower().encode()
 
 
-class WebhookHandlers:
-    def __init__(self, handlers: Handlers, webhooks: WebhookService) -> None:
+class BillingHandlers:
+    def __init__(
+        self, handlers: Handlers, webhooks: WebhookService, checkout: CheckoutService
+    ) -> None:
         self.handlers = handlers
         self.webhooks = webhooks
+        self.checkout_service = checkout
 
     def routes(self) -> dict[str, dict[str, Handler]]:
-        return {paths.WEBHOOK: {"POST": self.webhook}}
+        return {
+            paths.WEBHOOK: {"POST": self.webhook},
+            paths.CREATE_CHECKOUT_SESSION: {"POST": self.checkout},
+            paths.CREATE_PORTAL_SESSION: {"POST": self.portal},
+        }
+
+    async def checkout(self, request: Incoming) -> Outgoing:
+        call = self.handlers.call(request)
+        try:
+            req = self.handlers.parse(CheckoutRequest, request)
+            link = await self.checkout_service.checkout(call, req.email)
+        except LicensingError as exc:
+            return r.unified_error(exc, call.request_id, call.now, paths.CREATE_CHECKOUT_SESSION)
+        body = {"success": True, "sessionId": link.session_id, "url": link.url}
+        return r.json_response(body, 200, [r.NO_STORE])
+
+    async def portal(self, request: Incoming) -> Outgoing:
+        call = self.handlers.call(request)
+        try:
+            req = self.handlers.parse(PortalRequest, request)
+            link = await self.checkout_service.portal(call, req.email, req.unlockToken)
+        except LicensingError as exc:
+            return r.unified_error(exc, call.request_id, call.now, paths.CREATE_PORTAL_SESSION)
+        return r.json_response({"success": True, "url": link.url}, 200, [r.NO_STORE])
 
     def webhook(self, request: Incoming) -> Outgoing:
         call = self.handlers.call(request)

@@ -23,6 +23,9 @@ from typing import Any
 
 from licensing_service.contract.errors import ErrorCode
 
+# Seconds to wait when Stripe said nothing (adapters raise StripeUnavailable).
+DEFAULT_RETRY_AFTER = 30
+
 
 class StorageUnavailable(Exception):
     """The database could not be reached or failed (raised by adapters)."""
@@ -30,6 +33,46 @@ class StorageUnavailable(Exception):
 
 class ConstraintViolation(Exception):
     """A uniqueness or integrity rule of the schema refused a write (raised by adapters)."""
+
+
+class StripeUnavailable(Exception):
+    """Network error, timeout, 429 or 5xx that the library's retries did not cure.
+
+    ``created_customer_id`` is set when a portal call created a Stripe customer
+    before failing: store it, or the next attempt creates a second one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        created_customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.created_customer_id = created_customer_id
+
+
+class StripeRejected(Exception):
+    """Stripe answered 4xx. The message is Stripe's own, with anything key-shaped removed.
+
+    ``code`` is Stripe's error code (``resource_missing``, ``parameter_invalid_…``)
+    when it sent one; ``created_customer_id`` as for :class:`StripeUnavailable`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        created_customer_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.created_customer_id = created_customer_id
 
 
 class LicensingError(Exception):

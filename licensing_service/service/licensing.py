@@ -317,6 +317,13 @@ class LicensingService:
             tx.audit([audit_entry(call, "session_end", outcome, record.customer_id)])
         return replace(record, status=SessionStatus.ENDED)
 
+    def authenticate(self, call: Call, email: str, token: str, action: str) -> CustomerRecord:
+        """Credentials only (rate-limited and audited like a validation)."""
+        email = normalize_email(email)
+        self._check_limits(call, email)
+        with self._tx(call.now, atomic=False) as tx:
+            return self._authenticate(tx, call, email, token, action)
+
     # --------------------------------------------------------- state changes
 
     def set_subscription_status(

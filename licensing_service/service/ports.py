@@ -134,6 +134,40 @@ class BillingTx(Protocol):
     def stripe_customer_id(self, customer_id: int) -> str | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutLink:
+    session_id: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortalLink:
+    url: str
+    customer_id: str  # the Stripe customer used (created if it was missing)
+    created_customer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutPrice:
+    price_id: str | None  # a configured Stripe Price; None sends inline price_data
+    unit_amount: int = 2000  # cents: €20/month by default
+    currency: str = "eur"
+    interval: str = "month"
+    product_name: str = "POSPal subscription"
+
+
+class BillingApi(Protocol):
+    """Stripe's API, as the service uses it (adapters.stripe_api.StripeBilling)."""
+
+    async def create_checkout_session(
+        self, *, email: str, price: CheckoutPrice, success_url: str, cancel_url: str
+    ) -> CheckoutLink: ...
+    async def create_portal_session(
+        self, *, stripe_customer_id: str | None, email: str, name: str | None, return_url: str
+    ) -> PortalLink: ...
+    async def aclose(self) -> None: ...
+
+
 class Tx(Protocol):
     """One database transaction (a unit of work)."""
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+import respx
 import stripe
 
 from fixtures.stripe import objects
@@ -42,6 +44,7 @@ SUCCESS_URL = "https://pospal.example/success?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://pospal.example/cancel"
 RETURN_URL = "https://pospal.example/account"
 MAX_RETRIES = 2
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @dataclass
@@ -414,9 +417,34 @@ def test_adapter_pins_the_contract_api_version(fake: FakeStripe) -> None:
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
 
-# -- the fake itself refuses what Stripe refuses -------------------------------------
+def test_posts_raise_no_warnings(fake: FakeStripe) -> None:
+    # Recorded, not raised: the library would swallow a raised warning as a network error.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkout(FAKE_BASE, CheckoutPrice(price_id=None))
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+    assert [str(w.message) for w in caught] == []
+
+
+def test_upstream_httpx_client_still_posts_data_as_str(fake: FakeStripe) -> None:
+    """Canary for the adapter's _HTTPXClient: when this fails, stripe sends ``content=``
+    itself and the subclass can go."""
+
+    async def post_with_upstream_client() -> None:
+        client = stripe.HTTPXClient(timeout=5)
+        try:
+            await client.request_async("post", f"{FAKE_BASE}/v1/customers", AUTH, "email=a%40b.c")
+        finally:
+            await client.close_async()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(post_with_upstream_client())
+
+    assert any("content=" in str(w.message) for w in caught)
+
+
+# -- the fake itself refuses what Stripe refuses -------------------------------------
 
 
 def _post(path: str, data: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
@@ -579,3 +607,16 @@ def test_fake_parses_stripes_form_encoding() -> None:
         "metadata": {"order": "42"},
         "expand": ["customer", "subscription"],
     }
+
+
+def test_fake_installs_into_an_existing_router() -> None:
+    fake = FakeStripe("http://127.0.0.1:9/stripe")
+    with respx.mock(base_url="http://other.test", assert_all_called=False) as router:
+        fake.install(router)
+        other = router.get("/ping").respond(204)
+        link = checkout("http://127.0.0.1:9/stripe", CheckoutPrice(price_id=None))
+        assert httpx.get("http://other.test/ping").status_code == 204
+
+    assert list(fake.checkout_sessions) == [link.session_id]
+    assert fake.requests[0].path == "/v1/checkout/sessions"
+    assert other.called
