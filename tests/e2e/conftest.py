@@ -40,11 +40,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
-    def start(*flags: str) -> Served:
+    def start(*flags: str, extra_env: dict[str, str] | None = None) -> Served:
         port = free_port()
         db = tmp_path / f"e2e-{port}.db"
         log = tmp_path / f"e2e-{port}.log"
-        env = {**os.environ, "LH_ENVIRONMENT": "test"}
+        env = {**os.environ, "LH_ENVIRONMENT": "test", **(extra_env or {})}
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 [*CLI, "serve", "--port", str(port), "--db", str(db), *flags],
