@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--out", type=Path, required=True, help="JSON lines, one per customer")
     seed.add_argument("--seed", type=int, default=None, help="makes statuses reproducible")
     seed.set_defaults(run=_seed)
+
+    # The fake Stripe lives in fixtures/; the service itself never imports it.
+    from fixtures.stripe.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

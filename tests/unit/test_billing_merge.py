@@ -29,7 +29,9 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def fold(facts: Iterable[BillingFact], start: BillingState | None = None) -> BillingState:
-    return reduce(lambda state, fact: merge(state, fact).state, facts, start or BillingState.empty())
+    return reduce(
+        lambda state, fact: merge(state, fact).state, facts, start or BillingState.empty()
+    )
 
 
 # ------------------------------------------------------------ strategies
@@ -96,7 +98,9 @@ def test_every_delivery_order_gives_the_same_state(data: st.DataObject) -> None:
 
 
 @given(fact_lists(), st.data())
-def test_merging_in_two_batches_is_merging_once(facts: list[BillingFact], data: st.DataObject) -> None:
+def test_merging_in_two_batches_is_merging_once(
+    facts: list[BillingFact], data: st.DataObject
+) -> None:
     # Associativity as the service sees it: a stored state, then the rest.
     cut = data.draw(st.integers(min_value=0, max_value=len(facts)))
     assert fold(facts[cut:], fold(facts[:cut])) == fold(facts)
@@ -117,9 +121,7 @@ def test_a_fact_merged_twice_changes_nothing_but_the_failure_count(
     once = fold(facts)
     twice = merge(once, fact)
     extra = 1 if fact.payment_failed else 0
-    assert twice.state == dataclasses.replace(
-        once, payment_failures=once.payment_failures + extra
-    )
+    assert twice.state == dataclasses.replace(once, payment_failures=once.payment_failures + extra)
     assert not twice.status_changed
     # A repeated fact with a status never counts as newer than itself.
     assert twice.stale == (fact.status is not None)
@@ -257,7 +259,9 @@ LEASE = timedelta(seconds=60)
             Claim.IN_FLIGHT,
             id="no-lease-recent-arrival",
         ),
-        pytest.param("processing", None, NOW - LEASE, Claim.TAKE_OVER, id="no-lease-arrival-expired"),
+        pytest.param(
+            "processing", None, NOW - LEASE, Claim.TAKE_OVER, id="no-lease-arrival-expired"
+        ),
         pytest.param(
             "processing", None, NOW - timedelta(days=3), Claim.TAKE_OVER, id="no-lease-old-arrival"
         ),
