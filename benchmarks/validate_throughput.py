@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,11 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-CLI = ROOT / ".venv" / "bin" / "licensing-harness"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+from common import CLI, PYTHON, ROOT, cpu_times, start, stop, wait_ready
 
 WRK_SCRIPT = """
 local creds = {}
@@ -71,24 +65,6 @@ class Run:
     non_2xx: int
     errors: int
     steal_pct: float
-
-
-def cpu_times() -> tuple[int, int]:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields]
-    return sum(values), values[7]  # total, steal
-
-
-def wait_ready(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server at {url} did not become ready")
 
 
 def parse_latency(text: str, label: str) -> float:
@@ -136,32 +112,13 @@ def wrk(url: str, script: Path, seconds: int, connections: int, core: int, targe
     )
 
 
-def start(cmd: list[str], core: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["taskset", "-c", str(core), *cmd],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--customers", type=int, default=10_000)
-    ap.add_argument("--max-steal", type=float, default=5.0, help="discard runs above this steal %")
+    ap.add_argument("--max-steal", type=float, default=5.0, help="discard runs above this steal %%")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "validate.json")
     args = ap.parse_args()

@@ -93,7 +93,8 @@ def parse_signature_header(header: str | None) -> ParsedSignature:
         if not sep:
             raise SignatureError(f"malformed {SIGNATURE_HEADER} header")
         if key == "t":
-            if not value.isdigit() or len(value) > 12:
+            # isascii(): str.isdigit() also accepts "²", which int() refuses.
+            if not (value.isascii() and value.isdigit()) or len(value) > 12:
                 raise SignatureError("signature timestamp is not a unix time")
             timestamp = int(value)
         elif key == SIGNATURE_SCHEME:
@@ -126,8 +127,10 @@ def verify_signature(
     # Compare every pair in constant time; no early exit on a match.
     matched = False
     for candidate in parsed.signatures:
+        # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 400).
+        presented = candidate.encode("utf-8", "replace")
         for wanted in expected:
-            matched |= hmac.compare_digest(candidate, wanted)
+            matched |= hmac.compare_digest(presented, wanted.encode())
     if not matched:
         raise SignatureError("no signature matches the endpoint secret")
     if parsed.timestamp < now - tolerance:

@@ -117,7 +117,7 @@ def _checkout(h: EventHeader) -> StripeChange | None:
     session_id = _text(obj, "id", "data.object.id")
     details = obj.get("customer_details")
     details = details if isinstance(details, Mapping) else {}
-    email = _opt_text(details, "email") or _opt_text(obj, "customer_email")
+    email = _opt_email(details, "email") or _opt_email(obj, "customer_email")
     if email is None:
         raise PayloadInvalid("data.object.customer_details.email", "a checkout needs an email")
     subscription = _text(obj, "subscription", "data.object.subscription")
@@ -189,7 +189,7 @@ def _invoice(h: EventHeader, *, paid: bool) -> StripeChange:
         h,
         _text(obj, "customer", "data.object.customer"),
         fact,
-        email=_opt_text(obj, "customer_email"),
+        email=_opt_email(obj, "customer_email"),
         name=_opt_text(obj, "customer_name"),
         emails=emails,
     )
@@ -224,7 +224,7 @@ def _refund(h: EventHeader) -> StripeChange:
         h,
         _text(obj, "customer", "data.object.customer"),
         BillingFact(h.id, h.created),
-        email=_opt_text(obj, "receipt_email"),
+        email=_opt_email(obj, "receipt_email"),
         refund=Refund(key, charge_id, amount, currency),
     )
 
@@ -232,7 +232,7 @@ def _refund(h: EventHeader) -> StripeChange:
 def _customer_deleted(h: EventHeader) -> StripeChange:
     obj = h.data_object
     fact = BillingFact(h.id, h.created, SubscriptionStatus.CANCELLED)
-    return StripeChange(h, _text(obj, "id", "data.object.id"), fact, email=_opt_text(obj, "email"))
+    return StripeChange(h, _text(obj, "id", "data.object.id"), fact, email=_opt_email(obj, "email"))
 
 
 # ----------------------------------------------------------------- readers
@@ -247,7 +247,14 @@ def _text(obj: Mapping[str, Any], key: str, field: str) -> str:
 
 def _opt_text(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
-    return value if isinstance(value, str) and value and len(value) <= 500 else None
+    if not isinstance(value, str) or len(value) > 500:
+        return None
+    return value.strip() or None
+
+
+def _opt_email(obj: Mapping[str, Any], key: str) -> str | None:
+    value = _opt_text(obj, key)
+    return value if value is not None and "@" in value else None
 
 
 def _unix(obj: Mapping[str, Any], key: str, field: str) -> int:
