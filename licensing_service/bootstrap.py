@@ -78,6 +78,8 @@ def default_clock(settings: Settings) -> Clock:
 
         return SystemClock()
     # Shared between worker processes, so all of them agree on the moved time.
+    # It lives beside the database, whose directory may not exist yet.
+    settings.db.parent.mkdir(parents=True, exist_ok=True)
     return OffsetClock(SharedFileOffset(test_clock_file(settings.db)))
 
 

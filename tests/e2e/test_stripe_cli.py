@@ -136,3 +136,13 @@ def test_bad_input_is_refused_with_a_reason(tmp_path: Path) -> None:
 
     bad_ratio = run_cli("stripe", "generate", "--duplicates", "1.5", "--out", str(broken))
     assert bad_ratio.returncode == 2 and "between 0 and 1" in bad_ratio.stderr
+
+
+def test_serve_with_a_test_clock_creates_the_database_directory(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """Found by the README's worked example: the clock file came before the directory."""
+    db = tmp_path / "not" / "yet" / "there.db"
+    served = serve("--test-clock", "--db", str(db))
+    assert db.exists() and db.with_name("there.db.test-clock").exists()
+    assert served.process.poll() is None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.stripe.delivery import DeliveryOptions, plan
+from fixtures.stripe.delivery import Delivery, DeliveryOptions, plan
 from fixtures.stripe.lifecycle import SimulatedStream, simulate
 from fixtures.stripe.sender import Sender, SenderOptions
 from licensing_service.adapters.sqltime import to_db
@@ -107,3 +107,21 @@ def test_a_shuffled_duplicated_year_of_500_customers_matches_the_oracle(
     expected = _expected_sink(stream)
     _wait_for_sink(sink, sum(expected.values()))
     assert _sink_types(sink) == expected  # each email delivered exactly once
+
+
+def test_one_event_100_times_across_two_workers_applies_once(
+    serve: Callable[..., Served],
+) -> None:
+    """The claim is a constraint in the database, so it holds across processes."""
+    stream = simulate(1, 1, seed=5)
+    served = serve("--workers", "2", extra_env={"STRIPE_WEBHOOK_SECRET": SECRET})
+    checkout = next(e for e in stream.events if e["type"] == "checkout.session.completed")
+    storm = [Delivery(checkout, duplicate=n > 0) for n in range(100)]
+    options = SenderOptions([SECRET], concurrency=32, inject_failures=False)
+    report = Sender(served.url + routes.WEBHOOK, options).send(storm)
+    outcomes = Counter(a.outcome for a in report.attempts)
+    assert outcomes == {"applied": 1, "duplicate": 99}, outcomes
+    conn = sqlite3.connect(served.db)
+    assert conn.execute("SELECT COUNT(*) FROM customers").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM email_log").fetchone()[0] == 1
+    conn.close()
