@@ -177,6 +177,8 @@ def create_app(
     faults = FaultSwitch()
     store = open_store(settings, clock, faults)
     service = build_service(settings, store)
+    # Other worker processes' status changes drop this process's snapshot entries.
+    store.watch_license_changes(service.snapshot.discard)
     client = None
     if transport is None:
         transport, client = build_transport(settings)

@@ -192,6 +192,11 @@ class SqliteBillingTx:
             ),
         )
 
+    def note_license_change(self, email: str, now: datetime) -> None:
+        self._c.execute(
+            "INSERT INTO license_changes (email, changed_at) VALUES (?, ?)", (email, to_db(now))
+        )
+
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool:
         stamp = to_db(now)
         cursor = self._c.execute(

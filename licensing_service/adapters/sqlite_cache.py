@@ -63,11 +63,15 @@ class CustomerCache:
         """Is it time to read ``data_version`` again?"""
         return self.monotonic() - self._checked_at >= self.revalidate_seconds
 
-    def sync(self, version: int) -> None:
+    def sync(self, version: int) -> bool:
+        """True when another connection has committed since the last reading."""
         self._checked_at = self.monotonic()
         if version != self.version:
+            first = self.version is None
             self.clear()
             self.version = version
+            return not first
+        return False
 
     def clear(self) -> None:
         self._by_email.clear()

@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -130,6 +130,8 @@ class SqliteStore:
         self.deferred = DeferredValidations()
         self._tx = SqliteTx(self._conn, self.cache, self.deferred)
         self._checkpointer = Checkpointer(self.path).start() if background_checkpoints else None
+        self._change_listener: Callable[[list[str]], None] | None = None
+        self._change_cursor = 0
 
     def transaction(self) -> _Scope:
         """BEGIN IMMEDIATE ... COMMIT: writers serialise here, across processes too."""
@@ -141,6 +143,24 @@ class SqliteStore:
 
     def pending_writes(self) -> int:
         return len(self.deferred)
+
+    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(emails)`` with the licenses another process changed,
+        as soon as a transaction notices that process's commit."""
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
+        self._change_cursor = int(row[0])
+        self._change_listener = listener
+
+    def read_license_changes(self) -> None:
+        if self._change_listener is None:
+            return
+        rows = self._conn.execute(
+            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
+            (self._change_cursor,),
+        ).fetchall()
+        if rows:
+            self._change_cursor = rows[-1][0]
+            self._change_listener([row[1] for row in rows])
 
     def ping(self) -> None:
         """Probe the database outside any transaction (health checks)."""
@@ -178,8 +198,10 @@ class _Scope:
             if self._atomic:
                 conn.execute("BEGIN IMMEDIATE")
             # Another connection committed since we last looked: forget cached rows.
-            if store.cache.due():
-                store.cache.sync(conn.execute("PRAGMA data_version").fetchone()[0])
+            if store.cache.due() and store.cache.sync(
+                conn.execute("PRAGMA data_version").fetchone()[0]
+            ):
+                store.read_license_changes()
         except sqlite3.Error as exc:
             if self._atomic:
                 _rollback(conn)

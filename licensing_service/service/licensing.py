@@ -336,6 +336,9 @@ class LicensingService:
             if tx.customer_by_id(customer_id) is None:
                 raise LookupError(f"no customer {customer_id}")
             tx.set_subscription_status(customer_id, target.value, call.now)
+            customer_before = tx.customer_by_id(customer_id)
+            assert customer_before is not None
+            tx.billing.note_license_change(customer_before.email, call.now)
             details = {"reason": reason}
             tx.audit([audit_entry(call, "status_change", target.value, customer_id, details)])
             customer = tx.customer_by_id(customer_id)

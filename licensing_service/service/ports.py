@@ -7,7 +7,7 @@ as fast as hopping to a thread pool (see README, "Speed").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,6 +130,10 @@ class BillingTx(Protocol):
         name: str | None = None,
     ) -> None: ...
     def apply_billing(self, customer_id: int, state: BillingState, now: datetime) -> None: ...
+    def note_license_change(self, email: str, now: datetime) -> None:
+        """Tell other worker processes to forget what they hold about this license."""
+        ...
+
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool: ...
     def stripe_customer_id(self, customer_id: int) -> str | None: ...
 
@@ -226,5 +230,7 @@ class Store(Protocol):
     def pending_writes(self) -> int:
         """Writes accepted but not yet committed (group commit)."""
         ...
+
+    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None: ...
 
     def close(self) -> None: ...

@@ -24,5 +24,10 @@ class Snapshot:
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
 
+    def discard(self, emails: list[str]) -> None:
+        """Another process changed these licenses: no answer from stale entries."""
+        for email in emails:
+            self._by_email.pop(email, None)
+
     def __len__(self) -> int:
         return len(self._by_email)

@@ -195,6 +195,7 @@ class WebhookService:
             billing.apply_billing(customer.id, state, call.now)
             if before != state.status.value:
                 tx.audit([self._status_audit(call, customer.id, state, header)])
+                billing.note_license_change(customer.email, call.now)
             customer = tx.customer_by_id(customer.id)
         if change.refund is not None:
             billing.record_refund(customer.id if customer else None, change.refund, call.now)

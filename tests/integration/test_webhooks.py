@@ -250,3 +250,38 @@ def test_seeded_license_is_linked_by_email_on_its_first_invoice(
     status, _, failures, cus, _ = license_row(server, customer.email) or ()
     assert (status, failures, cus) == ("inactive", 1, story.cus)
     assert validate(http, customer.email, customer.token).status_code == 403
+
+
+def test_no_grace_in_another_process_snapshot(tmp_path: Any) -> None:
+    """Two service instances on one database, as `serve --workers 2` runs them:
+    B validated the license (its snapshot says active), A applies the payment
+    failure; once B touches the database it drops that snapshot entry, so an
+    outage that follows cannot make B answer "active"."""
+    from tests.conftest import test_settings
+
+    a = LiveServer(test_settings(tmp_path)).start()
+    b = LiveServer(test_settings(tmp_path)).start()
+    try:
+        with (
+            httpx.Client(base_url=a.url, timeout=30) as http_a,
+            httpx.Client(base_url=b.url, timeout=30) as http_b,
+        ):
+            story = five_event_story(seed=13, email="workers@example.test")
+            for event in story.events[:2]:
+                post_event(http_a, a, event)
+            token = token_of(a, story.email)
+            assert validate(http_b, story.email, token).status_code == 200
+            assert b.run(lambda: b.parts.service.snapshot.get(story.email)) is not None
+
+            assert post_event(http_a, a, story.events[2]).json()["outcome"] == "applied"
+            # B's next database access (any request) notices A's commit.
+            other = five_event_story(seed=14, email="other@example.test")
+            post_event(http_b, b, other.events[1])
+            assert b.run(lambda: b.parts.service.snapshot.get(story.email)) is None
+
+            http_b.post(routes.HARNESS_DB_FAULT, json={"failing": True})
+            degraded = validate(http_b, story.email, token)
+            assert degraded.status_code in (403, 503), degraded.text
+    finally:
+        a.stop()
+        b.stop()
