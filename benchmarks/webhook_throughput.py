@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import CLI, ROOT, cpu_times, start, stop, wait_ready
 
-SECRET = "whsec_benchmark"
+SECRET = "whsec_benchmark"  # noqa: S105 - a throwaway secret for a local run
 
 
 @dataclass
