@@ -63,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(run=_seed)
 
     # The fake Stripe lives in fixtures/; the service itself never imports it.
-    from fixtures.stripe.cli import add_commands
+    from fixtures.stripe.cli import add_commands as stripe_commands
+    from loadtests.harness.cli import add_commands as gate_commands
 
-    add_commands(sub)
+    stripe_commands(sub)
+    gate_commands(sub)
     return parser
 
 

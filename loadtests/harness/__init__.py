@@ -1,0 +1,1 @@
+"""The gate: exact histograms, open-model pacing, thresholds, live checks, reports."""

@@ -1,0 +1,449 @@
+"""The gate's configuration and judgement: parsing, every metric both ways, checks, exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtests.harness.model import (
+    CheckResult,
+    EndpointSummary,
+    LatencyStats,
+    LoadSummary,
+    Outcome,
+    Verdict,
+)
+from loadtests.harness.thresholds import (
+    DEFAULT_CONFIG,
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_PASS,
+    KNOWN_CHECKS,
+    LATENCY_METRICS,
+    ConfigError,
+    GateConfig,
+    LoadConfig,
+    Threshold,
+    evaluate,
+    exit_code,
+    load_config,
+    loads_config,
+    parse_duration,
+    should_abort,
+)
+
+# --------------------------------------------------------------------------- builders
+
+FIELDS = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p99.9": "p999"}
+FIELDS |= {"max": "max", "mean": "mean"}
+
+
+def lat(value: float = 5.0, *, count: int = 1000, **fields: float) -> LatencyStats:
+    """Every statistic ``value`` unless overridden (p99.9 is the ``p999`` field)."""
+    base = dict.fromkeys(("mean", "p50", "p90", "p95", "p99", "p999", "max"), value)
+    base |= fields
+    return LatencyStats(count=count, **base)
+
+
+def only(metric: str, value: float, others: float) -> LatencyStats:
+    """``metric`` at ``value``, every other statistic at ``others``: proves which one is read."""
+    values = dict.fromkeys(("mean", "p50", "p90", "p95", "p99", "p999", "max"), others)
+    values[FIELDS[metric]] = value
+    return LatencyStats(count=1000, **values)
+
+
+def ep(
+    name: str,
+    *,
+    tags: tuple[str, ...] = (),
+    ok: LatencyStats | None = None,
+    corrected: LatencyStats | None = None,
+    requests: int = 1000,
+    failures: int = 0,
+    rps: float = 200.0,
+) -> EndpointSummary:
+    ok = lat() if ok is None and requests > failures else ok
+    return EndpointSummary(name, tags, ok, None, corrected, requests, failures, rps)
+
+
+def run(*endpoints: EndpointSummary, aborted: str | None = None) -> LoadSummary:
+    return LoadSummary(60.0, {e.name: e for e in endpoints}, aborted=aborted)
+
+
+def gate(*thresholds: Threshold, checks: dict[str, bool] | None = None, **load: Any) -> GateConfig:
+    return GateConfig(LoadConfig(**load), thresholds, {} if checks is None else checks)
+
+
+def judge(t: Threshold, summary: LoadSummary | None) -> Verdict:
+    (verdict,) = evaluate(gate(t), summary, [])
+    return verdict
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_the_packaged_default_parses_with_the_projects_defaults() -> None:
+    config = load_config(None)
+    assert config == load_config(DEFAULT_CONFIG)
+    # The file and the dataclass defaults must not drift apart.
+    assert config.load == LoadConfig()
+    assert config.load.users == 50 and config.load.duration_s == 60
+    assert config.load.workload == "mixed"
+    assert [t.label for t in config.thresholds] == [
+        "validate p99 <= 10 ms",
+        "validate error_rate <= 0",
+        "* error_rate <= 0",
+        "validate rps >= 100/s",
+        "webhook p99 <= 100 ms",
+    ]
+    assert config.checks == dict.fromkeys(KNOWN_CHECKS, True)
+
+
+def test_a_minimal_file_takes_load_defaults_and_enables_every_check() -> None:
+    config = loads_config('[[threshold]]\nselect = "validate"\nmetric = "p99"\nmax = 10\n')
+    assert config.load == LoadConfig()
+    assert config.checks == dict.fromkeys(KNOWN_CHECKS, True)
+    assert config.thresholds == (Threshold("validate", "p99", max=10.0),)
+
+
+def test_every_load_key_is_read() -> None:
+    config = loads_config(
+        """
+        [load]
+        workload = "open"
+        users = 7
+        spawn_rate = 2.5
+        duration = "1m30s"
+        processes = -1
+        warmup = 15
+        abort_early = true
+        open_rate = 42
+        customers = 9
+        [checks]
+        no_grace = false
+        """
+    )
+    assert config.load == LoadConfig("open", 7, 2.5, 90, -1, 15, True, 42.0, 9)
+    assert config.checks["no_grace"] is False and config.checks["cache_tiers"] is True
+    assert config.thresholds == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("2m", 120), ("1m30s", 90), ("1h", 3600), ("0s", 0)]
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+def th(*lines: str) -> str:
+    """A [[threshold]] block of the given lines."""
+    return "[[threshold]]\n" + "".join(f"{line}\n" for line in lines)
+
+
+V = 'select = "v"'
+T = th(V, 'metric = "p99"', "max = 10")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (th(V, 'metric = "p98"', "max = 1"), "threshold[1].metric", "unknown metric"),
+        (th(V, 'metric = "p99"'), "threshold[1]", "max or min"),
+        (T + th(V, 'metric = "p99"', "mx = 10"), "threshold[2].mx", "unknown key"),
+        (T + th('metric = "p99"', "max = 1"), "threshold[2].select", "missing"),
+        (th('select = "tag:"', 'metric = "p99"', "max = 1"), "threshold[1].select", "empty tag"),
+        (th(V, 'metric = "error_rate"', "max = 5"), "threshold[1].max", "0..1"),
+        (th(V, 'metric = "p99"', "max = -1"), "threshold[1].max", "negative"),
+        (th(V, 'metric = "p99"', 'max = "10"'), "threshold[1].max", "number"),
+        (th(V, 'metric = "p99"', "min = 5", "max = 1"), "threshold[1].min", "above max"),
+        ('[threshold]\nselect = "v"\nmetric = "p99"\nmax = 1\n', "threshold", "array of tables"),
+        (T + '[load]\nduration = "-10s"\n', "load.duration", "negative duration"),
+        (T + "[load]\nduration = -10\n", "load.duration", "negative duration"),
+        (T + '[load]\nduration = "1x"\n', "load.duration", "unparseable duration"),
+        (T + '[load]\nduration = "90"\n', "load.duration", "unparseable duration"),
+        (T + '[load]\nduration = "0s"\n', "load.duration", "positive"),
+        (T + '[load]\nwarmup = "1.5s"\n', "load.warmup", "unparseable duration"),
+        (T + "[load]\nabort_early = true\nwarmup = 60\n", "load.warmup", "shorter"),
+        (T + "[load]\nuserz = 5\n", "load.userz", "unknown key"),
+        (T + "[load]\nusers = true\n", "load.users", "integer"),
+        (T + "[load]\nusers = 0\n", "load.users", "at least 1"),
+        (T + "[load]\nspawn_rate = 0\n", "load.spawn_rate", "positive"),
+        (T + "[load]\nprocesses = 0\n", "load.processes", "-1"),
+        (T + '[load]\nworkload = "burst"\n', "load.workload", "unknown workload"),
+        (T + '[load]\nabort_early = "yes"\n', "load.abort_early", "true or false"),
+        (T + "[checks]\ncache_tier = true\n", "checks.cache_tier", "unknown key"),
+        (T + '[checks]\nno_grace = "yes"\n', "checks.no_grace", "true or false"),
+        (T + "[lod]\nusers = 5\n", "lod", "unknown key"),
+        ("load = 5\n" + T, "load", "table"),
+        ("[checks]\n" + "\n".join(f"{c} = false" for c in KNOWN_CHECKS), "threshold", "nothing"),
+        ("[load\n", "(toml)", "not valid TOML"),
+    ],
+)
+def test_every_config_error_names_its_key(text: str, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        loads_config(text)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    assert problem in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_file_error_names_the_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "gate.toml"
+    path.write_text('[load]\nduration = "1x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"gate\.toml: load\.duration: unparseable"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@pytest.mark.parametrize("metric", LATENCY_METRICS)
+def test_each_latency_metric_reads_its_own_statistic(metric: str) -> None:
+    t = Threshold("validate", metric, max=10.0)
+    passing = judge(t, run(ep("validate", ok=only(metric, 8.0, others=1000.0))))
+    failing = judge(t, run(ep("validate", ok=only(metric, 12.0, others=1.0))))
+    assert passing.outcome is Outcome.PASS and passing.observed == "8.00 ms"
+    assert failing.outcome is Outcome.FAIL and failing.observed == "12.0 ms"
+    assert passing.name == f"validate {metric} <= 10 ms" and passing.expected == "<= 10 ms"
+
+
+@pytest.mark.parametrize("metric", LATENCY_METRICS)
+def test_each_corrected_metric_reads_the_corrected_statistics(metric: str) -> None:
+    t = Threshold("validate", f"corrected_{metric}", max=10.0)
+    good, bad = only(metric, 8.0, others=1000.0), only(metric, 12.0, others=1.0)
+    # ok stats are the opposite, so reading the wrong ones flips the verdict.
+    assert judge(t, run(ep("validate", ok=bad, corrected=good))).outcome is Outcome.PASS
+    assert judge(t, run(ep("validate", ok=good, corrected=bad))).outcome is Outcome.FAIL
+
+
+def test_corrected_latency_missing_fails_and_says_why() -> None:
+    verdict = judge(Threshold("validate", "corrected_p99", max=10.0), run(ep("validate")))
+    assert verdict.outcome is Outcome.FAIL
+    assert "only paced users" in verdict.detail
+
+
+def test_latency_min_and_range_bounds() -> None:
+    summary = run(ep("validate", ok=lat(5.0)))
+    assert judge(Threshold("validate", "p50", min=1.0), summary).outcome is Outcome.PASS
+    assert judge(Threshold("validate", "p50", min=6.0), summary).outcome is Outcome.FAIL
+    in_range = judge(Threshold("validate", "p50", min=1.0, max=10.0), summary)
+    assert in_range.outcome is Outcome.PASS and in_range.expected == "1..10 ms"
+    assert judge(Threshold("validate", "p50", min=6.0, max=10.0), summary).outcome is Outcome.FAIL
+
+
+def test_error_rate_passes_and_fails() -> None:
+    zero = Threshold("validate", "error_rate", max=0.0)
+    clean = judge(zero, run(ep("validate", failures=0)))
+    assert clean.outcome is Outcome.PASS and clean.observed == "0 (0/1000)"
+    one = judge(zero, run(ep("validate", failures=1)))
+    assert one.outcome is Outcome.FAIL and one.observed == "0.001 (1/1000)"
+    tolerant = Threshold("validate", "error_rate", max=0.01)
+    assert judge(tolerant, run(ep("validate", failures=5))).outcome is Outcome.PASS
+    assert judge(tolerant, run(ep("validate", failures=11))).outcome is Outcome.FAIL
+
+
+def test_rps_passes_and_fails() -> None:
+    floor = Threshold("validate", "rps", min=100.0)
+    ok = judge(floor, run(ep("validate", rps=150.0)))
+    assert ok.outcome is Outcome.PASS and ok.observed == "150/s" and ok.expected == ">= 100/s"
+    assert judge(floor, run(ep("validate", rps=50.0))).outcome is Outcome.FAIL
+    ceiling = Threshold("validate", "rps", max=100.0)
+    assert judge(ceiling, run(ep("validate", rps=50.0))).outcome is Outcome.PASS
+    assert judge(ceiling, run(ep("validate", rps=150.0))).outcome is Outcome.FAIL
+
+
+@pytest.mark.parametrize("metric", [*LATENCY_METRICS, "error_rate", "rps", "corrected_p99"])
+def test_no_matching_requests_fails(metric: str) -> None:
+    t = Threshold("validte", metric, max=10.0)
+    verdict = judge(t, run(ep("validate"), ep("webhook")))
+    assert verdict.outcome is Outcome.FAIL and verdict.observed == "no data"
+    # Naming what was seen turns a typo into a one-glance fix.
+    assert "no requests matched" in verdict.detail and "validate, webhook" in verdict.detail
+
+
+def test_an_endpoint_with_zero_requests_is_no_data() -> None:
+    verdict = judge(Threshold("validate", "rps", min=0.0), run(ep("validate", requests=0)))
+    assert verdict.outcome is Outcome.FAIL and "no requests matched" in verdict.detail
+
+
+def test_latency_with_only_failures_fails() -> None:
+    summary = run(ep("validate", ok=None, requests=10, failures=10))
+    verdict = judge(Threshold("validate", "p99", max=10.0), summary)
+    assert verdict.outcome is Outcome.FAIL and "no successful requests" in verdict.detail
+
+
+def tagged() -> LoadSummary:
+    return run(
+        ep("validate", tags=("licensing",), ok=lat(4.0), requests=1000, failures=0, rps=100.0),
+        ep(
+            "heartbeat",
+            tags=("licensing", "sessions"),
+            ok=lat(9.0),
+            requests=500,
+            failures=5,
+            rps=50.0,
+        ),
+        ep("webhook", tags=("stripe",), ok=lat(80.0), requests=100, failures=10, rps=10.0),
+    )
+
+
+def test_tag_selection_sums_error_rate_and_rps_over_the_tagged_endpoints() -> None:
+    summary = tagged()
+    errors = judge(Threshold("tag:licensing", "error_rate", max=0.01), summary)
+    assert errors.outcome is Outcome.PASS and errors.observed == "0.003333 (5/1500)"
+    rps = judge(Threshold("tag:licensing", "rps", min=150.0), summary)
+    assert rps.outcome is Outcome.PASS and rps.observed == "150/s"
+    assert judge(Threshold("tag:licensing", "rps", min=151.0), summary).outcome is Outcome.FAIL
+    assert judge(Threshold("tag:nothing", "rps", min=0.0), summary).outcome is Outcome.FAIL
+
+
+def test_tag_selection_judges_latency_by_the_worst_endpoint_and_says_so() -> None:
+    summary = tagged()
+    passing = judge(Threshold("tag:licensing", "p99", max=10.0), summary)
+    assert passing.outcome is Outcome.PASS and passing.observed == "9.00 ms"
+    assert "worst of 2 endpoints: heartbeat" in passing.detail
+    failing = judge(Threshold("tag:licensing", "p99", max=5.0), summary)
+    assert failing.outcome is Outcome.FAIL and "heartbeat" in failing.detail
+    # A min bound's worst endpoint is the lowest one.
+    low = judge(Threshold("tag:licensing", "p50", min=5.0), summary)
+    assert low.outcome is Outcome.FAIL and "worst of 2 endpoints: validate" in low.detail
+    both = judge(Threshold("tag:licensing", "p50", min=1.0, max=10.0), summary)
+    assert both.outcome is Outcome.PASS and both.observed == "4.00 ms..9.00 ms"
+
+
+def test_star_selects_every_endpoint() -> None:
+    summary = tagged()
+    errors = judge(Threshold("*", "error_rate", max=0.0), summary)
+    assert errors.outcome is Outcome.FAIL and errors.observed == "0.009375 (15/1600)"
+    latency = judge(Threshold("*", "p99", max=100.0), summary)
+    assert latency.outcome is Outcome.PASS and "worst of 3 endpoints: webhook" in latency.detail
+
+
+def test_no_summary_makes_thresholds_errors_but_still_judges_checks() -> None:
+    config = gate(Threshold("validate", "p99", max=10.0), checks={"no_grace": True})
+    checks = [CheckResult("no_grace", Outcome.PASS, "revoked at once")]
+    threshold, check = evaluate(config, None, checks)
+    assert threshold.outcome is Outcome.ERROR and "did not produce" in threshold.detail
+    assert check.outcome is Outcome.PASS
+
+
+def test_a_stopped_run_proves_only_broken_max_bounds() -> None:
+    summary = run(ep("validate", ok=lat(20.0), rps=10.0), aborted="validate p99 <= 10 ms")
+    broken = judge(Threshold("validate", "p99", max=10.0), summary)
+    assert broken.outcome is Outcome.FAIL and "run stopped early" in broken.detail
+    passing = judge(Threshold("validate", "p99", max=50.0), summary)
+    assert passing.outcome is Outcome.ERROR and "not judged" in passing.detail
+    too_slow = judge(Threshold("validate", "rps", min=100.0), summary)
+    assert too_slow.outcome is Outcome.ERROR
+    nothing = judge(Threshold("webhook", "p99", max=100.0), summary)
+    assert nothing.outcome is Outcome.ERROR
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def test_check_outcomes_carry_over_with_their_detail() -> None:
+    config = gate(checks={"cache_tiers": True, "no_grace": True, "heartbeat_expiry": True})
+    results = [
+        CheckResult("cache_tiers", Outcome.PASS, "tiers as configured"),
+        CheckResult("no_grace", Outcome.FAIL, "revoked license still valid after 2 s"),
+        CheckResult("heartbeat_expiry", Outcome.SKIP, "no test clock on --target"),
+    ]
+    verdicts = {v.name: v for v in evaluate(config, run(ep("validate")), results)}
+    assert verdicts["cache_tiers"].outcome is Outcome.PASS
+    assert verdicts["no_grace"].outcome is Outcome.FAIL
+    assert verdicts["no_grace"].detail == "revoked license still valid after 2 s"
+    assert verdicts["heartbeat_expiry"].outcome is Outcome.SKIP
+    assert verdicts["heartbeat_expiry"].detail == "no test clock on --target"
+    assert all(v.kind == "check" for v in verdicts.values())
+
+
+def test_an_enabled_check_without_a_result_is_an_error() -> None:
+    (verdict,) = evaluate(gate(checks={"conflict_takeover": True}), None, [])
+    assert verdict.outcome is Outcome.ERROR and "no result" in verdict.detail
+
+
+def test_disabled_checks_are_not_judged_even_with_a_result() -> None:
+    config = gate(checks={"conflict_takeover": False})
+    results = [CheckResult("conflict_takeover", Outcome.FAIL, "boom")]
+    assert evaluate(config, None, results) == []
+
+
+def test_unknown_or_duplicated_check_results_are_errors() -> None:
+    config = gate(checks={"no_grace": True})
+    results = [
+        CheckResult("no_grace", Outcome.PASS, "a"),
+        CheckResult("no_grace", Outcome.PASS, "b"),
+        CheckResult("mystery", Outcome.PASS, "c"),
+    ]
+    verdicts = {v.name: v.outcome for v in evaluate(config, None, results)}
+    assert verdicts == {"no_grace": Outcome.ERROR, "mystery": Outcome.ERROR}
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+def v(outcome: Outcome) -> Verdict:
+    return Verdict("check", outcome.value, outcome, "pass", outcome.value)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "code"),
+    [
+        ([Outcome.PASS], EXIT_PASS),
+        ([Outcome.PASS, Outcome.SKIP], EXIT_PASS),
+        ([Outcome.SKIP], EXIT_PASS),
+        ([Outcome.PASS, Outcome.FAIL], EXIT_FAIL),
+        ([Outcome.PASS, Outcome.ERROR], EXIT_ERROR),
+        # A proven failure outranks an unknown: re-running won't make it go away.
+        ([Outcome.ERROR, Outcome.FAIL, Outcome.PASS], EXIT_FAIL),
+        ([], EXIT_ERROR),
+    ],
+)
+def test_exit_codes(outcomes: list[Outcome], code: int) -> None:
+    assert exit_code([v(o) for o in outcomes]) == code
+    assert (EXIT_PASS, EXIT_FAIL, EXIT_ERROR) == (0, 1, 2)
+
+
+# --------------------------------------------------------------------------- abort early
+
+
+def abortable(*thresholds: Threshold) -> GateConfig:
+    return gate(*thresholds, abort_early=True, warmup_s=10, duration_s=60)
+
+
+def test_no_abort_before_the_warmup_or_when_switched_off() -> None:
+    slow = run(ep("validate", ok=lat(50.0)))
+    config = abortable(Threshold("validate", "p99", max=10.0))
+    assert should_abort(config, slow, elapsed_s=9.9) is None
+    off = replace(config, load=replace(config.load, abort_early=False))
+    assert should_abort(off, slow, elapsed_s=30.0) is None
+
+
+def test_abort_after_the_warmup_on_a_broken_max_bound() -> None:
+    config = abortable(Threshold("validate", "p99", max=10.0))
+    reason = should_abort(config, run(ep("validate", ok=lat(50.0))), elapsed_s=12.0)
+    assert reason == "validate p99 <= 10 ms: observed 50.0 ms after 12s"
+    assert should_abort(config, run(ep("validate", ok=lat(5.0))), elapsed_s=12.0) is None
+
+
+def test_abort_on_errors() -> None:
+    config = abortable(Threshold("*", "error_rate", max=0.0))
+    reason = should_abort(config, run(ep("validate", failures=3)), elapsed_s=10.0)
+    assert reason is not None and reason.startswith("* error_rate <= 0: observed 0.003")
+
+
+def test_min_bounds_rps_and_missing_data_never_abort() -> None:
+    config = abortable(
+        Threshold("validate", "rps", min=1000.0),
+        Threshold("validate", "rps", max=1.0),
+        Threshold("validate", "p50", min=100.0),
+        Threshold("webhook", "p99", max=10.0),
+    )
+    assert should_abort(config, run(ep("validate", rps=5.0)), elapsed_s=30.0) is None
