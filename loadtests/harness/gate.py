@@ -370,14 +370,15 @@ def _start_locust(
             "--master-port",
             port,
         ]
-    log = (report_dir / "locust.log").open("wb")
-    return subprocess.Popen(
-        _pinned(cmd, 1, options.pin),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # The child keeps its own copy of the descriptor; ours is closed at once.
+    with (report_dir / "locust.log").open("wb") as log:
+        return subprocess.Popen(
+            _pinned(cmd, 1, options.pin),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _wait(

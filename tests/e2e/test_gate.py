@@ -1,0 +1,114 @@
+"""The gate, end to end: it passes a healthy service and fails a slow one.
+
+The service runs in this process (tests/live.py), so a variant is one
+monkeypatch away; the load comes from a real Locust subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from licensing_service.service.licensing import LicensingService
+from loadtests.harness.gate import GateOptions, main
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.live import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """
+[load]
+workload = "validation"
+users = 8
+spawn_rate = 8
+duration = "6s"
+warmup = "1s"
+customers = 30
+
+[[threshold]]
+select = "validate"
+metric = "p99"
+max = 100.0
+
+[[threshold]]
+select = "validate"
+metric = "error_rate"
+max = 0
+
+[checks]
+cache_tiers = false
+heartbeat_expiry = false
+conflict_takeover = false
+no_grace = false
+webhook_idempotency = false
+"""
+
+
+def run_gate(
+    server: LiveServer, tmp_path: Path, config: str = CONFIG
+) -> tuple[int, dict[str, Any]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "gate.toml"
+    path.write_text(config)
+    report = tmp_path / "report"
+    code = main(
+        GateOptions(
+            target=server.url,
+            config=path,
+            report_dir=report,
+            webhook_secrets=(TEST_WEBHOOK_SECRET,),
+            pin=False,  # never pin the test process
+            out=io.StringIO(),
+        )
+    )
+    summary = json.loads((report / "summary.json").read_text()) if code != 2 else {}
+    return code, summary
+
+
+def verdict(summary: dict[str, Any], name: str) -> str:
+    return next(v["outcome"] for v in summary["verdicts"] if v["name"] == name)
+
+
+def test_the_gate_passes_a_healthy_service(
+    make_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    code, summary = run_gate(make_server(), tmp_path)
+    assert code == 0, summary["verdicts"]
+    assert verdict(summary, "validate p99 <= 100 ms") == "pass"
+    report = tmp_path / "report"
+    for name in ("locust.html", "junit.xml", "latency.png", "throughput.png"):
+        assert (report / name).stat().st_size > 0, name
+
+
+def test_150_ms_added_to_validation_fails_the_latency_threshold(
+    make_server: Callable[..., LiveServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server()
+    original = LicensingService.validate
+
+    def slow_validate(self: LicensingService, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.150)  # the variant: 150 ms more per validation
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LicensingService, "validate", slow_validate)
+    code, summary = run_gate(server, tmp_path)
+    assert code == 1
+    assert verdict(summary, "validate p99 <= 100 ms") == "fail"
+    assert verdict(summary, "validate error_rate <= 0") == "pass"
+
+
+def test_harness_problems_exit_2_not_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[load]\nusers = "many"\n')
+    out = io.StringIO()
+    assert main(GateOptions(config=bad, report_dir=tmp_path / "r", pin=False, out=out)) == 2
+    unreachable = GateOptions(
+        target="http://127.0.0.1:9", report_dir=tmp_path / "r", pin=False, out=out
+    )
+    assert main(unreachable) == 2
