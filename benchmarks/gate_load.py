@@ -90,11 +90,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gate-runs", type=int, default=3)
     ap.add_argument("--ceiling-seconds", type=int, default=20)
+    ap.add_argument("--no-ceiling", action="store_true", help="only the gate runs")
     ap.add_argument("--max-steal", type=float, default=5.0, help="discard runs above this steal %%")
     args = ap.parse_args()
     result = {
         "gate": gate_runs(args.gate_runs, args.max_steal),
-        "ceiling": [locust_ceiling(p, args.ceiling_seconds) for p in (1, 2)],
+        "ceiling": []
+        if args.no_ceiling
+        else [locust_ceiling(p, args.ceiling_seconds) for p in (1, 2)],
     }
     out = ROOT / "bench-results" / "gate_load.json"
     out.parent.mkdir(exist_ok=True)

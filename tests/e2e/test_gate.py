@@ -112,3 +112,42 @@ def test_harness_problems_exit_2_not_1(tmp_path: Path) -> None:
         target="http://127.0.0.1:9", report_dir=tmp_path / "r", pin=False, out=out
     )
     assert main(unreachable) == 2
+
+
+def test_abort_early_stops_a_run_that_has_already_failed(
+    make_server: Callable[..., LiveServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server()
+    original = LicensingService.validate
+
+    def slow_validate(self: LicensingService, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.150)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LicensingService, "validate", slow_validate)
+    config = CONFIG.replace('duration = "6s"', 'duration = "40s"').replace(
+        'warmup = "1s"', 'warmup = "2s"\nabort_early = true'
+    )
+    started = time.monotonic()
+    code, summary = run_gate(server, tmp_path, config)
+    assert code == 1
+    assert time.monotonic() - started < 30  # stopped long before its 40 s
+    assert "validate p99" in (summary["summary"]["aborted"] or "")
+
+
+def test_the_open_model_keeps_its_arrival_rate(
+    make_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    config = (
+        CONFIG.replace('workload = "validation"', 'workload = "open"')
+        .replace("users = 8", "users = 2\nopen_rate = 40.0")
+        .replace('select = "validate"', 'select = "validate open"')
+    )
+    code, summary = run_gate(make_server(), tmp_path, config)
+    assert code == 0, summary["verdicts"]
+    open_model = summary["summary"]["open_model"]
+    assert open_model["target_rate"] == pytest.approx(40.0)
+    # 6 s at 40/s from two users: about 240 arrivals, none dropped by a healthy service.
+    assert 200 <= open_model["iterations"] <= 250
+    assert open_model["dropped"] == 0
+    assert summary["summary"]["endpoints"]["validate open"]["corrected"]["count"] > 0
