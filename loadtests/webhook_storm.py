@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from locust import FastHttpUser, constant_throughput, task
 
 from fixtures.stripe.delivery import Delivery
@@ -45,12 +46,19 @@ class _Storm:
         self.secrets = secrets
         self.bodies = {d.event_id: json.dumps(d.event).encode() for d in deliveries}
         self.clock: Callable[[], float] = time.time
+        # One client for every clock re-read: building one per call (TLS context and
+        # all) cost the load generator ~20 ms of CPU each time, stalling every user.
+        self._http = httpx.Client(timeout=5)
 
-    def resync(self, host: str) -> None:
+    def resync(self, host: str) -> float:
+        """Re-read the service's clock; returns how far it moved from our idea of it."""
         from fixtures.stripe.cli import target_clock
 
+        clock = target_clock(host.rstrip("/") + routes.WEBHOOK, self._http)
         with self._lock:
-            self.clock = target_clock(host.rstrip("/") + routes.WEBHOOK)
+            moved = abs(clock() - self.clock())
+            self.clock = clock
+        return moved
 
     def next(self) -> Delivery:
         with self._lock:
@@ -97,6 +105,10 @@ class StripeWebhooks(FastHttpUser):
         # means the service must call ours a duplicate. (Read after the answer, a
         # concurrent twin's acknowledgement would make a correct answer look wrong.)
         acknowledged = delivery.event_id in self.storm.acknowledged
+        future = delivery.forgery is not None and delivery.forgery.value == "future_timestamp"
+        if future:
+            # "Ahead of the service's clock" only means something on its current clock.
+            self.storm.resync(self.host or "")
         for _attempt in range(3):
             body, header = self.sign(delivery)
             with self.client.post(
@@ -114,6 +126,15 @@ class StripeWebhooks(FastHttpUser):
                     self.storm.resync(self.host or "")
                     continue
                 problem = judge_delivery(response, delivery, acknowledged)
+                # Accepted though signed ahead of the service? Unless the checks moved
+                # its clock past our timestamp in flight: then inconclusive, no fault.
+                if (
+                    problem
+                    and future
+                    and response.status_code == 200
+                    and self.storm.resync(self.host or "") > contract.TOLERANCE_SECONDS
+                ):
+                    problem = None
                 if problem:
                     response.failure(problem)
                 else:

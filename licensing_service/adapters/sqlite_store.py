@@ -509,12 +509,15 @@ class SqliteTx:
             (error, email_id),
         )
 
-    def outbox(self, limit: int) -> list[dict[str, Any]]:
+    def outbox(self, limit: int, recipients: Sequence[str] = ()) -> list[dict[str, Any]]:
+        where = ""
+        if recipients:
+            where = f" WHERE recipient IN ({', '.join('?' * len(recipients))})"
         rows = self._c.execute(
             "SELECT id, customer_id, email_type, recipient, payload, delivery_status, attempts,"
-            " next_attempt_at, last_error, created_at, delivered_at FROM email_log"
+            f" next_attempt_at, last_error, created_at, delivered_at FROM email_log{where}"
             " ORDER BY id LIMIT ?",
-            (limit,),
+            (*recipients, limit),
         ).fetchall()
         keys = [
             "id",

@@ -32,6 +32,7 @@ class Incoming:
     body: bytes
     headers: Headers
     client: str | None
+    query: bytes = b""
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.headers:
@@ -93,7 +94,14 @@ class Dispatcher:
         path: str = scope["path"]
         method: str = scope["method"]
         client = scope.get("client")
-        incoming = Incoming(method, path, b"", scope["headers"], client[0] if client else None)
+        incoming = Incoming(
+            method,
+            path,
+            b"",
+            scope["headers"],
+            client[0] if client else None,
+            scope.get("query_string", b""),
+        )
         by_method = self.routes.get(path)
         route = path if by_method is not None else "unmatched"
         try:

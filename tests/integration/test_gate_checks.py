@@ -194,7 +194,8 @@ def test_the_email_part_is_left_out_with_a_reason_when_the_outbox_is_not_listed(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ):
     server = make_server()
-    monkeypatch.setattr(checks.Target, "outbox", lambda self: None)  # as without --test-clock
+    # As without --test-clock: no outbox listing.
+    monkeypatch.setattr(checks.Target, "outbox", lambda self, recipients: None)
     result = run_one(server, "webhook_idempotency")
     assert result.outcome is Outcome.PASS, result
     assert "emails not checked: the target has no /__harness__/emails" in result.detail
