@@ -125,10 +125,12 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                 checks.extend(run_checks(base_url, secrets, config.checks, progress=_note))
 
             checker = threading.Thread(target=check_after_warmup, daemon=True)
+            steal_before = _cpu_times()
             locust = _start_locust(config, base_url, env, report_dir, options)
             _pin_self(options)
             checker.start()
             _wait(locust, checker, config, options.out)
+            steal = _steal_pct(steal_before, _cpu_times())
             summary = _read_summary(report_dir / "results.json")
             meta = {
                 "target": options.target or f"reference service ({base_url})",
@@ -136,10 +138,11 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                 "started": datetime.now(UTC).isoformat(),
                 "seconds": round(time.monotonic() - started, 1),
                 "locust_exit": locust.returncode,
+                "cpu_steal_pct": steal,
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    verdicts = evaluate(config, summary, checks)
+    verdicts = evaluate(config, summary, checks, steal_pct=steal)
     code = exit_code(verdicts)
     report.print_table(verdicts, options.out, summary)
     report.write_json(
@@ -148,6 +151,8 @@ def _run(config: GateConfig, options: GateOptions) -> int:
     report.write_junit(report_dir / "junit.xml", verdicts)
     charts = report.write_charts(report_dir, summary) if summary is not None else []
     written = ", ".join(p.name for p in [report_dir / "locust.html", *charts] if p.exists())
+    if steal is not None:
+        print(f"CPU steal during the load: {steal}%", file=options.out)
     print(
         f"\ngate: {'PASS' if code == 0 else 'FAIL' if code == 1 else 'ERROR'} "
         f"(exit {code}); report in {report_dir}/ ({written}, summary.json, junit.xml)",
@@ -423,6 +428,22 @@ def _read_summary(path: Path) -> LoadSummary | None:
         return LoadSummary.from_dict(json.loads(path.read_text()))
     except (ValueError, KeyError, TypeError) as exc:
         raise GateError(f"unreadable load results {path}: {exc}") from exc
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(total, steal) jiffies from /proc/stat, or None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in fields]
+    return sum(values), values[7] if len(values) > 7 else 0
+
+
+def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(100 * (after[1] - before[1]) / (after[0] - before[0]), 2)
 
 
 def _note(message: str) -> None:

@@ -121,6 +121,10 @@ class LoadConfig:
     abort_early: bool = False
     open_rate: float = 200.0
     customers: int = 500
+    # CPU steal (% of the machine's time taken by the hypervisor) above which a
+    # failed latency or throughput threshold is reported inconclusive (exit 2),
+    # not failed: on a shared machine, a steal burst is not a regression.
+    max_steal_pct: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +241,7 @@ def _parse_load(table: Mapping[str, Any]) -> LoadConfig:
         abort_early=_get(table, "load", "abort_early", bool, d.abort_early),
         open_rate=_positive(table, "open_rate", d.open_rate),
         customers=_int(table, "customers", d.customers, minimum=1),
+        max_steal_pct=_positive(table, "max_steal", d.max_steal_pct),
     )
     if config.duration_s == 0:
         raise ConfigError("load.duration", "must be positive")
@@ -258,6 +263,7 @@ _LOAD_KEYS = (
     "abort_early",
     "open_rate",
     "customers",
+    "max_steal",
 )
 
 
@@ -389,12 +395,36 @@ class Observation:
 
 
 def evaluate(
-    config: GateConfig, summary: LoadSummary | None, checks: Sequence[CheckResult]
+    config: GateConfig,
+    summary: LoadSummary | None,
+    checks: Sequence[CheckResult],
+    *,
+    steal_pct: float | None = None,
 ) -> list[Verdict]:
-    """One Verdict per threshold (file order), then one per enabled check."""
+    """One Verdict per threshold (file order), then one per enabled check.
+
+    ``steal_pct``: the machine's CPU steal during the run, when known. Above
+    ``load.max_steal`` a *failed* latency or throughput threshold becomes ERROR
+    (inconclusive); a pass stays a pass and error rates are judged as ever.
+    """
     verdicts = [_judge_threshold(t, summary) for t in config.thresholds]
+    if steal_pct is not None and steal_pct > config.load.max_steal_pct:
+        verdicts = [
+            _under_steal(v, t, steal_pct, config)
+            for v, t in zip(verdicts, config.thresholds, strict=True)
+        ]
     verdicts += _judge_checks(config.checks, checks)
     return verdicts
+
+
+def _under_steal(v: Verdict, t: Threshold, steal_pct: float, config: GateConfig) -> Verdict:
+    if v.outcome is not Outcome.FAIL or t.metric == "error_rate":
+        return v
+    note = (
+        f"inconclusive: the machine lost {steal_pct:.1f}% of its CPU to steal during the run"
+        f" (load.max_steal {config.load.max_steal_pct:g}%); was fail"
+    )
+    return Verdict(v.kind, v.name, Outcome.ERROR, v.expected, v.observed, _join(note, v.detail))
 
 
 def _judge_threshold(t: Threshold, summary: LoadSummary | None) -> Verdict:

@@ -447,3 +447,32 @@ def test_min_bounds_rps_and_missing_data_never_abort() -> None:
         Threshold("webhook", "p99", max=10.0),
     )
     assert should_abort(config, run(ep("validate", rps=5.0)), elapsed_s=30.0) is None
+
+
+def test_cpu_steal_makes_a_failed_latency_threshold_inconclusive_not_a_pass() -> None:
+    from loadtests.harness.model import EndpointSummary, LatencyStats, LoadSummary, Outcome
+    from loadtests.harness.thresholds import evaluate, exit_code, loads_config
+
+    config = loads_config(
+        '[load]\nmax_steal = 5\n[[threshold]]\nselect = "validate"\nmetric = "p99"\nmax = 10\n'
+        '[[threshold]]\nselect = "validate"\nmetric = "error_rate"\nmax = 0\n'
+        "[checks]\ncache_tiers = false\nheartbeat_expiry = false\nconflict_takeover = false\n"
+        "no_grace = false\nwebhook_idempotency = false\n"
+    )
+
+    def summary(p99: float, failures: int) -> LoadSummary:
+        stats = LatencyStats(100, 2.0, 1.0, 2.0, 3.0, p99, p99, p99)
+        endpoint = EndpointSummary(
+            "validate", (), stats, None, None, 100 + failures, failures, 10.0
+        )
+        return LoadSummary(10.0, {"validate": endpoint})
+
+    slow = evaluate(config, summary(50.0, 0), [], steal_pct=30.0)
+    assert [v.outcome for v in slow] == [Outcome.ERROR, Outcome.PASS]
+    assert "steal" in slow[0].detail and exit_code(slow) == 2
+    # Without steal the same run fails; under steal a real error rate still fails.
+    assert evaluate(config, summary(50.0, 0), [], steal_pct=1.0)[0].outcome is Outcome.FAIL
+    broken = evaluate(config, summary(50.0, 3), [], steal_pct=30.0)
+    assert broken[1].outcome is Outcome.FAIL and exit_code(broken) == 1
+    # A pass under steal stays a pass.
+    assert evaluate(config, summary(5.0, 0), [], steal_pct=30.0)[0].outcome is Outcome.PASS
