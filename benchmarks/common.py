@@ -10,15 +10,18 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.harness.steal import cpu_times as harness_cpu_times
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "licensing-harness"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 def cpu_times() -> tuple[int, int]:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields]
-    return sum(values), values[7]  # total, steal
+    times = harness_cpu_times()
+    if times is None:
+        raise SystemExit("no /proc/stat: these benchmarks need Linux to see CPU steal")
+    return times
 
 
 def wait_ready(url: str, timeout: float = 20) -> None:

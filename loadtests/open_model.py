@@ -19,7 +19,7 @@ from locust import FastHttpUser, constant, task
 from licensing_service.contract import routes
 from loadtests import common
 from loadtests.harness.pacing import arrival_rate_task
-from loadtests.validation_fleet import VALIDATION_SHARE, judge_validation
+from loadtests.validation_fleet import VALIDATION_SHARE, judge_validation, validation_body
 
 NAME = "validate open"
 MAX_IN_FLIGHT = 50  # per user; also the user's connection pool
@@ -41,14 +41,11 @@ class ArrivingValidations(FastHttpUser):
         self.stop()  # one paced run per user; the run time bounds it anyway
 
     def validate(self) -> None:
-        lic = self.license
-        body = {
-            "operation": "validate",
-            "credentials": {"email": lic.email, "token": lic.token},
-            "device": {"machineFingerprint": lic.fingerprint},
-        }
         with self.client.post(
-            routes.VALIDATE_UNIFIED, json=body, name=NAME, catch_response=True
+            routes.VALIDATE_UNIFIED,
+            json=validation_body(self.license),
+            name=NAME,
+            catch_response=True,
         ) as response:
             problem, _ = judge_validation(response)
             if problem:

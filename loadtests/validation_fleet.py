@@ -38,12 +38,7 @@ class ValidationDevice(FastHttpUser):
 
     @task
     def validate(self) -> None:
-        lic = self.license
-        body = {
-            "operation": "validate",
-            "credentials": {"email": lic.email, "token": lic.token},
-            "device": {"machineFingerprint": lic.fingerprint},
-        }
+        body = validation_body(self.license)
         name = "validate burst" if self.burst else "validate"
         with self.client.post(
             routes.VALIDATE_UNIFIED, json=body, name=name, catch_response=True
@@ -54,6 +49,14 @@ class ValidationDevice(FastHttpUser):
             else:
                 response.success()
         self.pause = 0.0 if self.burst else seconds * self.scale
+
+
+def validation_body(lic: common.License) -> dict[str, Any]:
+    return {
+        "operation": "validate",
+        "credentials": {"email": lic.email, "token": lic.token},
+        "device": {"machineFingerprint": lic.fingerprint},
+    }
 
 
 def judge_validation(response: Any) -> tuple[str | None, int]:

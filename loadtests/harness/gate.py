@@ -45,6 +45,7 @@ from loadtests.harness import report
 from loadtests.harness.checks import run_checks
 from loadtests.harness.model import CheckResult, LoadSummary, Outcome
 from loadtests.harness.provision import provision, write_credentials
+from loadtests.harness.steal import cpu_times, steal_pct
 from loadtests.harness.thresholds import ConfigError, GateConfig, evaluate, exit_code, load_config
 
 HARNESS_ERROR = 2
@@ -125,12 +126,12 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                 checks.extend(run_checks(base_url, secrets, config.checks, progress=_note))
 
             checker = threading.Thread(target=check_after_warmup, daemon=True)
-            steal_before = _cpu_times()
+            steal_before = cpu_times()
             locust = _start_locust(config, base_url, env, report_dir, options)
             _pin_self(options)
             checker.start()
             _wait(locust, checker, config, options.out)
-            steal = _steal_pct(steal_before, _cpu_times())
+            steal = steal_pct(steal_before, cpu_times())
             summary = _read_summary(report_dir / "results.json")
             meta = {
                 "target": options.target or f"reference service ({base_url})",
@@ -428,22 +429,6 @@ def _read_summary(path: Path) -> LoadSummary | None:
         return LoadSummary.from_dict(json.loads(path.read_text()))
     except (ValueError, KeyError, TypeError) as exc:
         raise GateError(f"unreadable load results {path}: {exc}") from exc
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(total, steal) jiffies from /proc/stat, or None where there is none."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    values = [int(v) for v in fields]
-    return sum(values), values[7] if len(values) > 7 else 0
-
-
-def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    return round(100 * (after[1] - before[1]) / (after[0] - before[0]), 2)
 
 
 def _note(message: str) -> None:
