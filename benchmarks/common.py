@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
+from loadtests.harness.processes import stop_group
 from loadtests.harness.steal import cpu_times as harness_cpu_times
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +46,4 @@ def start(cmd: list[str], core: int, env: dict[str, str] | None = None) -> subpr
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc, timeout=10)

@@ -21,8 +21,6 @@ import json
 import os
 import secrets as secrets_module
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ from licensing_service.contract import routes
 from loadtests.harness import report
 from loadtests.harness.checks import run_checks
 from loadtests.harness.model import CheckResult, LoadSummary, Outcome
+from loadtests.harness.processes import free_port, stop_group
 from loadtests.harness.provision import provision, write_credentials
 from loadtests.harness.steal import cpu_times, steal_pct
 from loadtests.harness.thresholds import ConfigError, GateConfig, evaluate, exit_code, load_config
@@ -174,7 +173,7 @@ def _service(options: GateOptions, work: Path) -> Iterator[tuple[str, list[str],
         yield base, secrets, False
         return
     secret = "whsec_gate_" + secrets_module.token_hex(16)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STRIPE_WEBHOOK_SECRET": secret,
@@ -205,7 +204,7 @@ def _service(options: GateOptions, work: Path) -> Iterator[tuple[str, list[str],
         _wait_ready(base, process, work / "service.log")
         yield base, [secret], True
     finally:
-        _stop(process)
+        stop_group(process)
         log.close()
 
 
@@ -235,27 +234,11 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise GateError("the service did not become ready within 30 s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
 def _pin_self(options: GateOptions) -> None:
     """The checks run in this process: keep them off the service's core."""
     if options.pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {1})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pinned(cmd: list[str], core: int, pin: bool) -> list[str]:
@@ -368,7 +351,7 @@ def _start_locust(
     ]
     if load.processes != 1:
         # A port of our own: with the default one, two runs on a machine mix their workers.
-        port = str(_free_port())
+        port = str(free_port())
         cmd += [
             "--processes",
             str(load.processes),
@@ -398,11 +381,10 @@ def _wait(
     """Progress while the load runs; bounded even if Locust hangs."""
     duration = config.load.duration_s
     started = time.monotonic()
-    deadline = started + duration + 90
     while locust.poll() is None or checker.is_alive():
         elapsed = time.monotonic() - started
-        if elapsed > duration + 90 or time.monotonic() > deadline:
-            _stop(locust)
+        if elapsed > duration + 90:
+            stop_group(locust)
             raise GateError("the load did not finish within its duration + 90 s")
         _progress(out, elapsed, duration, locust.poll() is None, checker.is_alive())
         time.sleep(0.5)
