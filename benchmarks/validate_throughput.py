@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -120,6 +121,11 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=10_000)
     ap.add_argument("--max-steal", type=float, default=5.0, help="discard runs above this steal %%")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--asgi-too",
+        action="store_true",
+        help="also measure the service with LH_INLINE_HTTP=false (uvicorn's ASGI path)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "validate.json")
     args = ap.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
@@ -146,7 +152,17 @@ def main() -> int:
     script.write_text(WRK_SCRIPT % {"creds": creds})
     (work / "baseline.py").write_text(BASELINE_APP)
 
-    targets = {"service": (8791, [str(CLI), "serve", "--port", "8791", "--db", str(db)], None)}
+    serve = [str(CLI), "serve", "--db", str(db), "--port"]
+    targets = {"service": (8791, [*serve, "8791"], None)}
+    if args.asgi_too:
+        # The same service with every request through uvicorn's ASGI path (no inline
+        # protocol), on a copy of the database so the two never share a write lock.
+        shutil.copy(db, work / "asgi.db")
+        targets["service-asgi"] = (
+            8793,
+            [str(CLI), "serve", "--db", str(work / "asgi.db"), "--port", "8793"],
+            {**os.environ, "LH_INLINE_HTTP": "false"},
+        )
     if not args.no_baseline:
         targets["bare-starlette"] = (
             8792,
@@ -175,9 +191,9 @@ def main() -> int:
         for name, (port, _, _) in targets.items():
             wait_ready(
                 f"http://127.0.0.1:{port}/health"
-                if name == "service"
+                if name.startswith("service")
                 else f"http://127.0.0.1:{port}/validate-unified".replace("validate-unified", "x"),
-            ) if name == "service" else time.sleep(1.5)
+            ) if name.startswith("service") else time.sleep(1.5)
         total = args.runs * len(targets)
         done = 0
         for name, (port, _, _) in targets.items():

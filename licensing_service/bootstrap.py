@@ -158,6 +158,10 @@ class LicensingApp:
     def __init__(self, asgi: ASGIApp, parts: Parts) -> None:
         self._asgi = asgi
         self.parts = parts
+        # The inline HTTP protocol answers synchronous routes straight from the
+        # dispatcher, but only when nothing (CORS) wraps it: a wrapper's headers
+        # would otherwise be skipped.
+        self.dispatcher = asgi if isinstance(asgi, Dispatcher) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._asgi(scope, receive, send)

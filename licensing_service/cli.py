@@ -101,7 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if settings.test_clock:
         test_clock_file(settings.db).unlink(missing_ok=True)  # a restart starts at real time
-    common: dict[str, Any] = {"host": settings.host, "port": settings.port, **uvicorn_options()}
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        **uvicorn_options(inline=settings.inline_http),
+    }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return 0

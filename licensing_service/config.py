@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     audit_flush_ms: int = Field(default=50, ge=1)
+    # Answer synchronous routes inside the HTTP protocol (api/inline_http.py);
+    # false serves every request through uvicorn's ASGI path.
+    inline_http: bool = True
 
     resend_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RESEND_API_KEY", "LH_RESEND_API_KEY")

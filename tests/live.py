@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -39,13 +39,18 @@ class LiveServer:
         settings: Settings,
         clock: ManualClock | None = None,
         transport: EmailTransport | None = None,
+        **uvicorn_overrides: Any,
     ) -> None:
         self.clock = clock or ManualClock(EPOCH)
         self.app = create_app(settings, clock=self.clock, transport=transport, background=False)
         self.parts: Parts = self.app.parts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        options = {**uvicorn_options(), "loop": "asyncio"}  # a thread of the test process
+        options = {
+            **uvicorn_options(inline=settings.inline_http),
+            "loop": "asyncio",  # a thread of the test process
+            **uvicorn_overrides,
+        }
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **options)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -10,6 +10,7 @@ dict lookup and a plain function call are all the routing we need.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -53,6 +54,13 @@ class Outgoing:
 Handler = Callable[[Incoming], Outgoing | Awaitable[Outgoing]]
 
 
+@dataclass(frozen=True, slots=True)
+class InlineRoute:
+    method: str
+    path: str
+    handler: Callable[[Incoming], Outgoing]
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -82,6 +90,14 @@ class Dispatcher:
         self.max_body = max_body_bytes
         self.fallbacks = fallbacks
         self.lifespan = lifespan
+        # What the inline HTTP protocol may answer without ASGI: every route whose
+        # handler is synchronous, keyed as the parser reports them (bytes).
+        self.inline: dict[tuple[bytes, bytes], InlineRoute] = {
+            (method.encode(), path.encode()): InlineRoute(method, path, handler)  # type: ignore[arg-type]
+            for path, by_method in routes.items()
+            for method, handler in by_method.items()
+            if not inspect.iscoroutinefunction(handler)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -124,6 +140,26 @@ class Dispatcher:
         await send({"type": "http.response.start", "status": out.status, "headers": headers})
         await send({"type": "http.response.body", "body": out.body})
         self.metrics.observe(route, method, out.status, perf_counter() - started)
+
+    def answer_inline(self, route: InlineRoute, incoming: Incoming, started: float) -> Outgoing:
+        """Run a synchronous route for the inline protocol: same fallbacks and
+        metrics as the ASGI path; the caller frames and writes the answer."""
+        try:
+            out = route.handler(incoming)
+            if not isinstance(out, Outgoing):  # an awaitable from a sync-looking handler
+                close = getattr(out, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(f"{incoming.path} answered an awaitable on the inline path")
+        except Exception as exc:
+            out = self.fallbacks.crashed(incoming, exc)
+        self.metrics.observe(incoming.path, incoming.method, out.status, perf_counter() - started)
+        return out
+
+    def too_large(self, incoming: Incoming) -> Outgoing:
+        out = self.fallbacks.too_large(incoming)
+        self.metrics.observe(incoming.path, incoming.method, out.status, 0.0)
+        return out
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope["headers"]:

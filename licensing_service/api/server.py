@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from licensing_service.api.inline_http import InlineHttpProtocol
 
-def uvicorn_options() -> dict[str, Any]:
+
+def uvicorn_options(*, inline: bool = True) -> dict[str, Any]:
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools parsing; with ``inline``, our synchronous routes answered without ASGI.
+        "http": InlineHttpProtocol if inline else "httptools",
         "access_log": False,
         "log_config": None,
         "lifespan": "on",
