@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -258,3 +260,32 @@ def test_inline_http_off_serves_the_same_answers(
     assert status == 200
     assert json.loads(body)["validation"]["valid"] is True
     assert headers["cache-control"].startswith("private, max-age=")
+
+
+def test_graceful_shutdown_answers_a_request_still_arriving_then_closes(
+    tmp_path: Path,
+) -> None:
+    srv = LiveServer(conftest.test_settings(tmp_path)).start()
+    customer = add_customer(srv)
+    body = validate_body(customer)
+    c = Conn(srv)
+    c.send(post(routes.VALIDATE_UNIFIED, body)[:-10])  # headers and most of the body
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    # Once new connections are refused, uvicorn has asked every connection to shut down.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", srv.port), timeout=0.5).close()
+        except OSError:
+            break
+    else:
+        pytest.fail("the server kept accepting connections")
+    c.send(body[-10:])
+    status, headers, _ = c.response()
+    assert status == 200
+    assert headers["connection"] == "close"
+    assert c.closed_by_server()
+    c.close()
+    stopper.join(timeout=10)
+    assert not stopper.is_alive()
