@@ -156,9 +156,10 @@ class Dispatcher:
         self.metrics.observe(incoming.path, incoming.method, out.status, perf_counter() - started)
         return out
 
-    def too_large(self, incoming: Incoming) -> Outgoing:
+    def too_large(self, incoming: Incoming, started: float) -> Outgoing:
         out = self.fallbacks.too_large(incoming)
-        self.metrics.observe(incoming.path, incoming.method, out.status, 0.0)
+        out.headers.append((b"connection", b"close"))
+        self.metrics.observe(incoming.path, incoming.method, out.status, perf_counter() - started)
         return out
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

@@ -23,6 +23,8 @@ the minor versions ``tests/integration/test_inline_http.py`` has run on.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -32,8 +34,14 @@ from uvicorn.server import ServerState
 
 from licensing_service.api.asgi import Dispatcher, Incoming, InlineRoute, Outgoing
 
+log = logging.getLogger(__name__)
+
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLOSE = (b"connection", b"close")
+FAILED = (
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
+)
 
 
 class InlineHttpProtocol(HttpToolsProtocol):
@@ -46,19 +54,37 @@ class InlineHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         dispatcher = getattr(self.app, "dispatcher", None)
+        # Options the inline path does not implement send everything through ASGI.
+        plain = config.limit_concurrency is None and not config.root_path
         self._dispatcher: Dispatcher | None = (
-            dispatcher if isinstance(dispatcher, Dispatcher) else None
+            dispatcher if isinstance(dispatcher, Dispatcher) and plain else None
         )
         # The request being received inline, if any, and its body so far.
         self._route: InlineRoute | None = None
         self._started = 0.0
         self._body: list[bytes] = []
         self._size = 0
+        # Answer the request being received, then close (413, graceful shutdown).
         self._close_after = False
+        # We closed the connection: whatever the parser still holds is ignored.
+        self._finished = False
+        self._answered = False
 
     # ------------------------------------------------------ parser callbacks
 
+    def data_received(self, data: bytes) -> None:
+        self._answered = False
+        super().data_received(data)  # cancels the keep-alive timer, then parses
+        if self._answered:
+            self._arm_keep_alive()
+
+    def on_message_begin(self) -> None:
+        if not self._finished:
+            super().on_message_begin()
+
     def on_headers_complete(self) -> None:
+        if self._finished:
+            return
         route = self._inline_route()
         if route is None:
             super().on_headers_complete()
@@ -75,10 +101,10 @@ class InlineHttpProtocol(HttpToolsProtocol):
             self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
+        if self._finished:
+            return
         if self._route is None:
             super().on_body(body)
-            return
-        if self.transport.is_closing():
             return
         self._size += len(body)
         if self._size > self._max_body():
@@ -87,13 +113,14 @@ class InlineHttpProtocol(HttpToolsProtocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._finished:
+            return
         route, self._route = self._route, None
         if route is None:
             super().on_message_complete()
             return
-        if self.transport.is_closing():
-            return
-        assert self._dispatcher is not None
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         client = self.client
         incoming = Incoming(
             route.method,
@@ -103,7 +130,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
             client[0] if client else None,
         )
         self._body = []
-        self._respond(self._dispatcher.answer_inline(route, incoming, self._started))
+        self._answer(lambda: dispatcher.answer_inline(route, incoming, self._started))
 
     # ---------------------------------------------------- connection events
 
@@ -117,17 +144,24 @@ class InlineHttpProtocol(HttpToolsProtocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self.cycle is None or self.cycle.response_complete:
+        if not self._asgi_busy():
             self.flow.resume_reading()
+            self._arm_keep_alive()
 
     # --------------------------------------------------------------- helpers
 
-    def _inline_route(self) -> InlineRoute | None:
-        if self._dispatcher is None or self.transport.is_closing() or self.pipeline:
-            return None
+    def _asgi_busy(self) -> bool:
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            return None  # keep the order behind an ASGI response still being written
+        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
+
+    def _inline_route(self) -> InlineRoute | None:
+        if self._dispatcher is None or self.transport.is_closing() or self._asgi_busy():
+            # Behind an ASGI response still being written, order is uvicorn's to keep.
+            return None
+        if self.flow.write_paused:
+            # The client is not reading its answers: uvicorn's path queues the
+            # requests instead of piling up their answers in the write buffer.
+            return None
         if self.parser.should_upgrade():
             return None
         return self._dispatcher.inline.get((self.parser.get_method(), self.url))
@@ -145,22 +179,36 @@ class InlineHttpProtocol(HttpToolsProtocol):
     def _reject_too_large(self) -> None:
         route, self._route = self._route, None
         assert route is not None
-        assert self._dispatcher is not None
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         client = self.client
         incoming = Incoming(
             route.method, route.path, b"", self.headers, client[0] if client else None
         )
-        out = self._dispatcher.too_large(incoming)
         # The rest of the body is never read: the connection cannot be reused.
         self._close_after = True
-        self._respond(out)
+        self._answer(lambda: dispatcher.too_large(incoming, self._started))
+
+    def _answer(self, build: Callable[[], Outgoing]) -> None:
+        """Build and write one answer; a failure here (not in the handler, which
+        the dispatcher already answers with a 500) closes the connection with a
+        plain 500, as uvicorn does for an ASGI app that raises."""
+        try:
+            self._respond(build())
+        except Exception as exc:
+            # The type only: messages may quote input.
+            log.error("inline answer failed with %s; connection closed", type(exc).__name__)
+            if not self.transport.is_closing():
+                self.transport.write(FAILED)
+                self._finish()
 
     def _respond(self, out: Outgoing) -> None:
+        asked_close = CLOSE in out.headers
         keep_alive = (
             not self._close_after
+            and not asked_close
             and self.parser.get_http_version() != "1.0"
             and self.parser.should_keep_alive()
-            and CLOSE not in out.headers
         )
         parts = [STATUS_LINE[out.status]]
         for name, value in self.server_state.default_headers:
@@ -168,19 +216,36 @@ class InlineHttpProtocol(HttpToolsProtocol):
         for name, value in out.headers:
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"content-length: %d\r\n" % len(out.body))
-        if not keep_alive:
+        if not keep_alive and not asked_close:
             parts.append(b"connection: close\r\n")
         parts += (b"\r\n", out.body)
         self.transport.write(b"".join(parts))
         self.server_state.total_requests += 1
         if not keep_alive:
-            self.transport.close()
+            self._finish()
             return
+        self._answered = True
         if self.flow.write_paused:
-            # The client is not reading its answers: stop reading its requests
-            # until it does (resume_writing), so nothing piles up in memory.
+            # Stop reading requests until the client reads its answers (resume_writing).
             self.flow.pause_reading()
-        self._unset_keepalive_if_required()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._route = None
+        self.transport.close()
+
+    def _arm_keep_alive(self) -> None:
+        """Start the idle timer once nothing is in progress: not while a request
+        is arriving or an ASGI response is pending (their own ends re-arm it),
+        nor while reading is paused on a client that is slow to read."""
+        if (
+            self.timeout_keep_alive_task is not None
+            or self._route is not None
+            or self.transport.is_closing()
+            or self.flow.read_paused
+            or self._asgi_busy()
+        ):
+            return
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )

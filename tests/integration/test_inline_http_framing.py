@@ -35,15 +35,32 @@ from tests.live import EPOCH, ManualClock
 class RecordingTransport(asyncio.Transport):
     """What the protocol writes, and whether it closed or paused reading."""
 
-    def __init__(self) -> None:
+    def __init__(self, high_water: int | None = None) -> None:
         super().__init__()
         self.written = bytearray()
         self.closed = False
         self.reading = True
+        # Like asyncio's transports: above the high-water mark the protocol is told
+        # to pause writing (the peer is not reading).
+        self.high_water = high_water
+        self.protocol: asyncio.Protocol | None = None
+        self.paused = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "write after close"
         self.written += data
+        if self.high_water is not None and len(self.written) > self.high_water:
+            if not self.paused and self.protocol is not None:
+                self.paused = True
+                self.protocol.pause_writing()
+
+    def drain(self) -> bytes:
+        """The peer reads everything written so far."""
+        out, self.written = bytes(self.written), bytearray()
+        if self.paused and self.protocol is not None:
+            self.paused = False
+            self.protocol.resume_writing()
+        return out
 
     def close(self) -> None:
         self.closed = True
@@ -207,3 +224,129 @@ def test_the_fixture_requests_really_take_both_paths(
     assert dispatcher is not None
     assert (b"POST", routes.VALIDATE_UNIFIED.encode()) in dispatcher.inline
     assert (b"POST", routes.CREATE_CHECKOUT_SESSION.encode()) not in dispatcher.inline
+
+
+async def _connected(
+    app: LicensingApp, transport: RecordingTransport, **overrides: Any
+) -> tuple[InlineHttpProtocol, ServerState]:
+    config = uvicorn.Config(app, **{**uvicorn_options(), **overrides})
+    config.load()
+    state = ServerState()
+    protocol = InlineHttpProtocol(config, state, {}, _loop=asyncio.get_running_loop())
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    return protocol, state
+
+
+async def _settle(state: ServerState) -> None:
+    for _ in range(500):
+        await asyncio.sleep(0)
+        if not state.tasks:
+            return
+
+
+def test_a_client_that_does_not_read_cannot_pile_answers_up_in_memory(
+    app: LicensingApp,
+) -> None:
+    """Review finding: every request of one read was answered into the write
+    buffer even after it had paused (256 KiB of requests -> 154 MiB)."""
+    one = request("GET", routes.OPENAPI)
+    many = 200
+
+    async def run() -> None:
+        transport = RecordingTransport(high_water=64 * 1024)
+        protocol, state = await _connected(app, transport)
+        try:
+            protocol.data_received(one * many)
+            await _settle(state)
+            # Past the mark the rest wait as requests (uvicorn's pipeline), not answers.
+            assert transport.paused
+            assert transport.written.count(b"HTTP/1.1 200") <= 3
+            assert protocol.timeout_keep_alive_task is None, "idle timer on a paused reader"
+            received = b""
+            for _ in range(many * 2):
+                received += transport.drain()
+                await _settle(state)
+                if received.count(b"HTTP/1.1 200") == many and not transport.written:
+                    break
+            assert received.count(b"HTTP/1.1 200") == many
+            assert protocol.timeout_keep_alive_task is not None, "idle again: timer armed"
+        finally:
+            # uvicorn's tasks wait for the client to read: let them finish whatever happened.
+            transport.high_water = None
+            transport.drain()
+            protocol.connection_lost(None)
+            await _settle(state)
+
+    asyncio.run(run())
+
+
+def test_nothing_after_a_413_is_parsed_or_run(app: LicensingApp) -> None:
+    """Review finding: after a 413 the parser's remaining callbacks reached
+    uvicorn's code (a stray 400) or started the next pipelined request."""
+    advance = request("POST", routes.HARNESS_CLOCK, b'{"advance_seconds": 3600}')
+    too_big = (
+        f"POST {routes.VALIDATE_UNIFIED} HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n"
+    ).encode() + b"{" * 70000  # sent whole, so the parser reaches the next request
+    before = app.parts.clock.now()
+
+    async def run() -> bytes:
+        transport = RecordingTransport()
+        protocol, state = await _connected(app, transport)
+        # An ASGI answer first, so uvicorn's cycle state is set as on a busy connection.
+        protocol.data_received(request("GET", routes.HEALTH_LIVE + "?warm=1"))
+        await _settle(state)
+        protocol.data_received(too_big + advance)
+        await _settle(state)
+        assert transport.closed
+        protocol.connection_lost(None)
+        return bytes(transport.written)
+
+    written = asyncio.run(run())
+    assert [status for status, _ in responses(written)] == [200, 413]
+    assert app.parts.clock.now() == before, "the request after the 413 was run"
+
+
+def test_the_idle_timer_never_runs_while_a_request_is_arriving(app: LicensingApp) -> None:
+    """Review finding: the timer armed after one answer closed the connection
+    under the next request, parsed later in the same read."""
+    body = b'{"operation": "validate"}'
+    whole = request("POST", routes.VALIDATE_UNIFIED, body)
+
+    async def run() -> None:
+        transport = RecordingTransport()
+        protocol, state = await _connected(app, transport)
+        protocol.data_received(whole + whole[:-5])  # one answered, one still arriving
+        assert protocol.timeout_keep_alive_task is None
+        protocol.data_received(whole[-5:])
+        assert protocol.timeout_keep_alive_task is not None
+        await _settle(state)
+        assert [status for status, _ in responses(bytes(transport.written))] == [400, 400]
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_a_failure_outside_the_handler_is_a_500_and_a_closed_connection(
+    app: LicensingApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dispatcher = app.dispatcher
+    assert dispatcher is not None
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("secret-looking detail")
+
+    monkeypatch.setattr(dispatcher.metrics, "observe", broken)
+
+    async def run() -> RecordingTransport:
+        transport = RecordingTransport()
+        protocol, state = await _connected(app, transport)
+        protocol.data_received(request("GET", routes.HEALTH_LIVE))
+        await _settle(state)
+        return transport
+
+    transport = asyncio.run(run())
+    assert transport.written.startswith(b"HTTP/1.1 500 ")
+    assert transport.closed
+    assert "RuntimeError" in caplog.text
+    assert "secret-looking detail" not in caplog.text
