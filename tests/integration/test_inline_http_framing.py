@@ -49,10 +49,10 @@ class RecordingTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "write after close"
         self.written += data
-        if self.high_water is not None and len(self.written) > self.high_water:
-            if not self.paused and self.protocol is not None:
-                self.paused = True
-                self.protocol.pause_writing()
+        over = self.high_water is not None and len(self.written) > self.high_water
+        if over and not self.paused and self.protocol is not None:
+            self.paused = True
+            self.protocol.pause_writing()
 
     def drain(self) -> bytes:
         """The peer reads everything written so far."""
