@@ -13,11 +13,14 @@ writes the answer with one write.
 Everything else takes uvicorn's own path, unchanged: async routes, unknown
 paths and methods, URLs with a query or escapes, upgrades, a request
 pipelined behind an unfinished ASGI response, and any app that is not our
-bare dispatcher (CORS middleware, uvicorn's own wrappers). The connection
-itself (keep-alive timeout, flow control, graceful shutdown, workers,
-lifespan, the Date header) stays uvicorn's. The subclass leans on
-``HttpToolsProtocol``'s attributes, so ``pyproject.toml`` pins uvicorn to
-the minor versions ``tests/integration/test_inline_http.py`` has run on.
+bare dispatcher (CORS middleware, uvicorn's own wrappers), and every request
+that arrives while the client is not reading its answers (uvicorn queues
+them). The connection itself (flow control, graceful shutdown, workers,
+lifespan, the Date header, the keep-alive timer and its handler) stays
+uvicorn's; after inline answers we arm that timer ourselves, and only when
+nothing is in progress. The subclass leans on ``HttpToolsProtocol``'s
+attributes, so ``pyproject.toml`` pins uvicorn to the minor versions
+``tests/integration/test_inline_http*.py`` have run on.
 """
 
 from __future__ import annotations
