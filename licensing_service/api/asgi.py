@@ -65,6 +65,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: nobody to answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fallbacks:
     """Answers the dispatcher gives itself (built by the composition root)."""
@@ -130,6 +134,8 @@ class Dispatcher:
                 out = self.fallbacks.not_found(incoming)
             else:
                 out = self.fallbacks.not_allowed(incoming)
+        except ClientGone:
+            return  # running the handler on a partial body could only mislead
         except BodyTooLarge:
             out = self.fallbacks.too_large(incoming)
             out.headers.append((b"connection", b"close"))
@@ -166,22 +172,20 @@ class Dispatcher:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 raise BodyTooLarge
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body:
-                raise BodyTooLarge
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
             message = await receive()
-            chunk = message.get("body", b"")
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise BodyTooLarge
             chunks.append(chunk)
-        return b"".join(chunks)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: Message = await receive()

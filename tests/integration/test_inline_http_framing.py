@@ -350,3 +350,31 @@ def test_a_failure_outside_the_handler_is_a_500_and_a_closed_connection(
     assert transport.closed
     assert "RuntimeError" in caplog.text
     assert "secret-looking detail" not in caplog.text
+
+
+def test_a_client_gone_before_its_body_is_never_answered_nor_handled(app: LicensingApp) -> None:
+    """On uvicorn's ASGI path a disconnect arrives as a message: the dispatcher
+    must not run the handler on the partial body it has."""
+    sent: list[object] = []
+    messages = [
+        {"type": "http.request", "body": b'{"operation": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": routes.HARNESS_CLOCK,
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "query_string": b"",
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == []
+    assert not messages
