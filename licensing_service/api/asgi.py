@@ -137,8 +137,7 @@ class Dispatcher:
         except ClientGone:
             return  # running the handler on a partial body could only mislead
         except BodyTooLarge:
-            out = self.fallbacks.too_large(incoming)
-            out.headers.append((b"connection", b"close"))
+            out = self._too_large(incoming)
         except Exception as exc:
             out = self.fallbacks.crashed(incoming, exc)
         headers = out.headers
@@ -163,9 +162,15 @@ class Dispatcher:
         return out
 
     def too_large(self, incoming: Incoming, started: float) -> Outgoing:
-        out = self.fallbacks.too_large(incoming)
-        out.headers.append((b"connection", b"close"))
+        """The inline protocol's 413 (it stops reading the body)."""
+        out = self._too_large(incoming)
         self.metrics.observe(incoming.path, incoming.method, out.status, perf_counter() - started)
+        return out
+
+    def _too_large(self, incoming: Incoming) -> Outgoing:
+        out = self.fallbacks.too_large(incoming)
+        # The rest of the body is never read: the connection cannot be reused.
+        out.headers.append((b"connection", b"close"))
         return out
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -185,7 +190,7 @@ class Dispatcher:
                 raise BodyTooLarge
             chunks.append(chunk)
             more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(chunks)  # one chunk (the usual case) is returned as is, not copied
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message: Message = await receive()

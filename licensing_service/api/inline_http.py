@@ -188,8 +188,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         incoming = Incoming(
             route.method, route.path, b"", self.headers, client[0] if client else None
         )
-        # The rest of the body is never read: the connection cannot be reused.
-        self._close_after = True
+        self._close_after = True  # the rest of the body is never read
         self._answer(lambda: dispatcher.too_large(incoming, self._started))
 
     def _answer(self, build: Callable[[], Outgoing]) -> None:

@@ -26,7 +26,7 @@ class Metrics:
     """Request counts and latencies, plus the service's state at scrape time.
 
     Why not prometheus_client's Counter and Histogram on the hot path: each
-    observation takes a lock per value it touches, ~8% of a validation's CPU
+    observation takes a lock per value it touches, 5-8% of a validation's CPU
     under load (py-spy). Requests are observed on the event loop's thread
     only, so plain integers suffice; the library still renders them (and
     everything else) at scrape time, also on that thread.
