@@ -268,24 +268,30 @@ def test_graceful_shutdown_answers_a_request_still_arriving_then_closes(
     srv = LiveServer(conftest.test_settings(tmp_path)).start()
     customer = add_customer(srv)
     body = validate_body(customer)
+    request = post(routes.VALIDATE_UNIFIED, body, "Expect: 100-continue")
     c = Conn(srv)
-    c.send(post(routes.VALIDATE_UNIFIED, body)[:-10])  # headers and most of the body
-    stopper = threading.Thread(target=srv.stop)
-    stopper.start()
-    # Once new connections are refused, uvicorn has asked every connection to shut down.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), timeout=0.5).close()
-        except OSError:
-            break
-    else:
-        pytest.fail("the server kept accepting connections")
-    c.send(body[-10:])
-    status, headers, _ = c.response()
-    assert status == 200
-    assert headers["connection"] == "close"
-    assert c.closed_by_server()
-    c.close()
+    try:
+        c.send(request[: -len(body)])
+        # The 100 says the server has parsed the headers: the request is in progress.
+        assert c.response()[0] == 100
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()
+        # Once new connections are refused, uvicorn has asked every connection to shut down.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), timeout=0.5).close()
+            except OSError:
+                break
+        else:
+            pytest.fail("the server kept accepting connections")
+        c.send(body)
+        status, headers, _ = c.response()
+        assert status == 200
+        assert headers["connection"] == "close"
+        assert c.closed_by_server()
+    finally:
+        c.close()
+        srv.stop()
     stopper.join(timeout=10)
     assert not stopper.is_alive()
