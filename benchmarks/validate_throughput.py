@@ -152,15 +152,17 @@ def main() -> int:
     script.write_text(WRK_SCRIPT % {"creds": creds})
     (work / "baseline.py").write_text(BASELINE_APP)
 
-    serve = [str(CLI), "serve", "--db", str(db), "--port"]
-    targets = {"service": (8791, [*serve, "8791"], None)}
+    def serve(database: Path, port: int) -> list[str]:
+        return [str(CLI), "serve", "--db", str(database), "--port", str(port)]
+
+    targets = {"service": (8791, serve(db, 8791), None)}
     if args.asgi_too:
         # The same service with every request through uvicorn's ASGI path (no inline
         # protocol), on a copy of the database so the two never share a write lock.
         shutil.copy(db, work / "asgi.db")
         targets["service-asgi"] = (
             8793,
-            [str(CLI), "serve", "--db", str(work / "asgi.db"), "--port", "8793"],
+            serve(work / "asgi.db", 8793),
             {**os.environ, "LH_INLINE_HTTP": "false"},
         )
     if not args.no_baseline:

@@ -124,14 +124,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
             return
         dispatcher = self._dispatcher
         assert dispatcher is not None
-        client = self.client
-        incoming = Incoming(
-            route.method,
-            route.path,
-            b"".join(self._body),
-            self.headers,
-            client[0] if client else None,
-        )
+        incoming = self._incoming(route, b"".join(self._body))
         self._body = []
         self._answer(lambda: dispatcher.answer_inline(route, incoming, self._started))
 
@@ -169,6 +162,10 @@ class InlineHttpProtocol(HttpToolsProtocol):
             return None
         return self._dispatcher.inline.get((self.parser.get_method(), self.url))
 
+    def _incoming(self, route: InlineRoute, body: bytes) -> Incoming:
+        client = self.client
+        return Incoming(route.method, route.path, body, self.headers, client[0] if client else None)
+
     def _max_body(self) -> int:
         assert self._dispatcher is not None
         return self._dispatcher.max_body
@@ -184,10 +181,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         assert route is not None
         dispatcher = self._dispatcher
         assert dispatcher is not None
-        client = self.client
-        incoming = Incoming(
-            route.method, route.path, b"", self.headers, client[0] if client else None
-        )
+        incoming = self._incoming(route, b"")
         self._close_after = True  # the rest of the body is never read
         self._answer(lambda: dispatcher.too_large(incoming, self._started))
 
