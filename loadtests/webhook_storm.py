@@ -52,7 +52,7 @@ class _Storm:
 
     def resync(self, host: str) -> float:
         """Re-read the service's clock; returns how far it moved from our idea of it."""
-        from fixtures.stripe.cli import target_clock
+        from fixtures.target import target_clock
 
         clock = target_clock(host.rstrip("/") + routes.WEBHOOK, self._http)
         with self._lock:

@@ -32,11 +32,11 @@ from typing import Any
 import httpx
 
 from fixtures.stripe import objects
-from fixtures.stripe.cli import target_clock
 from fixtures.stripe.delivery import DeliveryOptions, plan
 from fixtures.stripe.ids import IdFactory
 from fixtures.stripe.lifecycle import MONTH, ExpectedLicense, simulate
 from fixtures.stripe.sender import Attempt, Sender, SenderOptions
+from fixtures.target import target_clock
 from licensing_service.contract import ErrorCode, routes
 from licensing_service.contract import stripe as contract
 from loadtests.harness.model import CheckResult, Outcome

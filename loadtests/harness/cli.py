@@ -62,7 +62,7 @@ def _gate(args: argparse.Namespace) -> int:
 def _loopback(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    from fixtures.stripe.cli import is_loopback
+    from fixtures.target import is_loopback
 
     host = urlsplit(url).hostname
     return host is not None and is_loopback(host)

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import httpx
 
 from fixtures.stripe import objects
-from fixtures.stripe.cli import target_clock
 from fixtures.stripe.ids import IdFactory
+from fixtures.target import target_clock
 from licensing_service.contract import ErrorCode, routes
 from licensing_service.contract import stripe as contract
 
