@@ -1,4 +1,4 @@
-"""``python -m licensing_service`` is the ``licensing-harness`` command."""
+"""``python -m licensing_service`` is the ``licensing-service`` command."""
 
 import sys
 

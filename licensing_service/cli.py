@@ -1,4 +1,9 @@
-"""``licensing-harness``: the project's one console script."""
+"""``licensing-service serve | seed``: the reference service's own commands.
+
+``licensing-harness`` (``licensing_harness.cli``) offers the same commands beside
+the other parts'; this module knows none of them, so a service-only install has
+a command too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,28 +24,13 @@ from licensing_service.config import ConfigError, Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = argparse.ArgumentParser(prog="licensing-service")
+    add_commands(parser.add_subparsers(required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (ConfigError, ValidationError) as exc:
-        print(f"licensing-harness: configuration refused: {_reason(exc)}", file=sys.stderr)
-        return 2
+    return int(args.run(args))
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-    return str(exc)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="licensing-harness")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the reference licensing service")
     serve.add_argument("--host", help="bind address (LH_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (LH_PORT, default 8787)")
@@ -52,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="add /__harness__/ routes to move time and inject faults (LH_TEST_CLOCK)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_configured(_serve, serve.prog))
 
     seed = sub.add_parser("seed", help="write customers straight to the database for load tests")
     seed.add_argument("--db", type=Path, required=True)
@@ -60,15 +50,31 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--inactive-ratio", type=_ratio, default=0.0)
     seed.add_argument("--out", type=Path, required=True, help="JSON lines, one per customer")
     seed.add_argument("--seed", type=int, default=None, help="makes statuses reproducible")
-    seed.set_defaults(run=_seed)
+    seed.set_defaults(run=_configured(_seed, seed.prog))
 
-    # The fake Stripe lives in fixtures/; the service itself never imports it.
-    from fixtures.stripe.cli import add_commands as stripe_commands
-    from loadtests.harness.cli import add_commands as gate_commands
 
-    stripe_commands(sub)
-    gate_commands(sub)
-    return parser
+def _configured(
+    command: Callable[[argparse.Namespace], int], prog: str
+) -> Callable[[argparse.Namespace], int]:
+    """Settings the service refuses become one line and exit 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ConfigError, ValidationError) as exc:
+            print(f"{prog}: configuration refused: {_reason(exc)}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+    return str(exc)
 
 
 def _positive(text: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.live import free_port
 
-CLI = [sys.executable, "-m", "licensing_service"]
+CLI = [sys.executable, "-m", "licensing_harness"]
 
 
 @dataclass
