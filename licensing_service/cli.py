@@ -47,7 +47,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     seed = sub.add_parser("seed", help="write customers straight to the database for load tests")
     seed.add_argument("--db", type=Path, required=True)
     seed.add_argument("--customers", type=_positive, required=True)
-    seed.add_argument("--inactive-ratio", type=_ratio, default=0.0)
+    seed.add_argument(
+        "--inactive-ratio",
+        type=_ratio,
+        default=0.0,
+        help="share of customers made inactive: exactly round(customers * ratio)",
+    )
     seed.add_argument("--out", type=Path, required=True, help="JSON lines, one per customer")
     seed.add_argument("--seed", type=int, default=None, help="makes statuses reproducible")
     seed.set_defaults(run=_configured(_seed, seed.prog))
@@ -152,16 +157,16 @@ def _seed(args: argparse.Namespace) -> int:
     store = open_store(settings, clock, FaultSwitch())
     rng = random.Random(args.seed)  # noqa: S311 - picks statuses; tokens use a CSPRNG
     batch = f"{rng.getrandbits(32):08x}"
+    inactive = inactive_indices(rng, args.customers, args.inactive_ratio)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with args.out.open("w", encoding="utf-8") as out, store.transaction() as tx:
         for i in range(args.customers):
-            inactive = rng.random() < args.inactive_ratio
             customer = NewCustomer(
                 email=f"seed-{batch}-{i:07d}@example.test",
                 name=f"Seeded Till {i}",
                 unlock_token=new_unlock_token(),
-                subscription_status="inactive" if inactive else "active",
+                subscription_status="inactive" if i in inactive else "active",
                 subscription_id=f"sub_seed{batch}{i:07d}",
                 current_period_start=now - timedelta(days=1),
                 current_period_end=now + timedelta(days=30),
@@ -184,6 +189,13 @@ def _seed(args: argparse.Namespace) -> int:
     store.close()
     print(f"seeded {written} customers into {args.db}; credentials in {args.out}", file=sys.stderr)
     return 0
+
+
+def inactive_indices(rng: random.Random, customers: int, ratio: float) -> set[int]:
+    """Exactly ``round(customers * ratio)`` of the indices, drawn at random, so a
+    load test of 12 customers at 0.5 drives 6 of each (a per-customer coin toss
+    could give 3 or 9)."""
+    return set(rng.sample(range(customers), round(customers * ratio)))
 
 
 def _progress(done: int, total: int) -> None:
