@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -41,11 +41,18 @@ from fixtures.stripe.recording import write_stream
 from licensing_service.contract import routes
 from loadtests.harness import report
 from loadtests.harness.checks import run_checks
+from loadtests.harness.gate_config import (
+    ConfigError,
+    GateConfig,
+    load_config,
+    parse_duration,
+    with_load,
+)
 from loadtests.harness.model import CheckResult, LoadSummary, Outcome
 from loadtests.harness.processes import free_port, stop_group
 from loadtests.harness.provision import provision, write_credentials
 from loadtests.harness.steal import cpu_times, steal_pct
-from loadtests.harness.thresholds import ConfigError, GateConfig, evaluate, exit_code, load_config
+from loadtests.harness.verdicts import evaluate, exit_code
 
 HARNESS_ERROR = 2
 
@@ -90,16 +97,14 @@ def main(options: GateOptions) -> int:
 
 
 def _overridden(config: GateConfig, options: GateOptions) -> GateConfig:
-    load = config.load
+    changes: dict[str, int] = {}
     if options.duration is not None:
-        from loadtests.harness.thresholds import parse_duration
-
-        load = replace(load, duration_s=parse_duration(options.duration, "--duration"))
+        changes["duration_s"] = parse_duration(options.duration, "--duration")
     if options.users is not None:
         if options.users < 1:
             raise ConfigError("--users", "must be at least 1")
-        load = replace(load, users=options.users)
-    return replace(config, load=load)
+        changes["users"] = options.users
+    return with_load(config, **changes)
 
 
 def _run(config: GateConfig, options: GateOptions) -> int:

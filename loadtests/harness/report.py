@@ -1,7 +1,7 @@
 """What CI and people read after a gate run: a text table, JSON, JUnit XML and PNG charts.
 
 Every writer takes the gate's plain data (``model.py``) and writes one file; none of
-them judge anything (``thresholds.py`` does).
+them judge anything (``verdicts.py`` does).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from loadtests.harness.gate_config import GateConfig
 from loadtests.harness.model import (
     CheckResult,
     LatencyStats,
@@ -28,7 +29,7 @@ from loadtests.harness.model import (
     TimelinePoint,
     Verdict,
 )
-from loadtests.harness.thresholds import GateConfig, exit_code
+from loadtests.harness.verdicts import exit_code
 
 SUITE_NAME = "licensing-harness gate"
 JSON_FORMAT = "licensing-harness-gate/1"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.harness.gate_config import GateConfig, LoadConfig, Threshold
 from loadtests.harness.model import (
     CheckResult,
     EndpointSummary,
@@ -31,7 +32,6 @@ from loadtests.harness.report import (
     write_json,
     write_junit,
 )
-from loadtests.harness.thresholds import GateConfig, LoadConfig, Threshold
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
