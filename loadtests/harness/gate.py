@@ -40,7 +40,7 @@ from fixtures.stripe.lifecycle import simulate
 from fixtures.stripe.recording import write_stream
 from licensing_service.contract import routes
 from loadtests.harness import report
-from loadtests.harness.checks import run_checks
+from loadtests.harness.checks.runner import run_checks
 from loadtests.harness.gate_config import (
     ConfigError,
     GateConfig,

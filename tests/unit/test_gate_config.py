@@ -270,7 +270,7 @@ def test_command_line_overrides_are_checked_like_the_file() -> None:
 
 
 def test_the_checks_table_knows_every_check_the_harness_runs() -> None:
-    from loadtests.harness.checks import CHECKS
+    from loadtests.harness.checks.runner import CHECKS
 
     assert tuple(CHECKS) == KNOWN_CHECKS
 
