@@ -39,7 +39,7 @@ from loadtests.harness.model import (
     LoadSummary,
     TimelinePoint,
 )
-from loadtests.harness.pacing import DEFAULT_LATE_TOLERANCE_S, OpenModelCounter
+from loadtests.harness.open_counter import DEFAULT_LATE_TOLERANCE_S, OpenModelCounter
 
 if TYPE_CHECKING:
     from locust.env import Environment
