@@ -57,7 +57,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -66,7 +69,8 @@ from pydantic import (
 from pydantic import dataclasses as pydantic_dataclasses
 from pydantic_core import PydanticCustomError
 
-from loadtests.harness.config_errors import ConfigError, config_error, refuse, shown
+from loadtests.harness.config_messages import config_error, refuse, shown
+from loadtests.harness.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "gate.toml"
 
@@ -145,12 +149,10 @@ def parse_duration(text: str, key: str = "duration") -> int:
         raise ConfigError(key, exc.message()) from None
 
 
-StrictInt = Annotated[int, Strict()]
-Positive = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+Positive = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 Seconds = Annotated[int, BeforeValidator(_duration)]
-Bound = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
-Name = Annotated[str, Strict(), Field(min_length=1)]
-Flag = Annotated[bool, Strict()]
+Bound = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
+Name = Annotated[StrictStr, Field(min_length=1)]
 
 
 # --------------------------------------------------------------------------- the models
@@ -160,13 +162,13 @@ Flag = Annotated[bool, Strict()]
 class LoadConfig:
     """``[load]``: the run the gate makes."""
 
-    workload: Annotated[str, Strict(), _one_of("workload", WORKLOADS)] = "mixed"
+    workload: Annotated[StrictStr, _one_of("workload", WORKLOADS)] = "mixed"
     users: Annotated[StrictInt, Field(ge=1)] = 50
     spawn_rate: Positive = 50.0
     duration_s: Annotated[Seconds, Field(gt=0, validation_alias="duration")] = 60
     processes: Annotated[StrictInt, AfterValidator(_processes)] = 1
     warmup_s: Annotated[Seconds, Field(validation_alias="warmup")] = 10
-    abort_early: Flag = False
+    abort_early: StrictBool = False
     open_rate: Positive = 200.0
     customers: Annotated[StrictInt, Field(ge=1)] = 500
     # CPU steal (% of the machine's time taken by the hypervisor) above which a
@@ -237,11 +239,11 @@ class ChecksTable(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cache_tiers: Flag = True
-    heartbeat_expiry: Flag = True
-    conflict_takeover: Flag = True
-    no_grace: Flag = True
-    webhook_idempotency: Flag = True
+    cache_tiers: StrictBool = True
+    heartbeat_expiry: StrictBool = True
+    conflict_takeover: StrictBool = True
+    no_grace: StrictBool = True
+    webhook_idempotency: StrictBool = True
 
 
 KNOWN_CHECKS = tuple(ChecksTable.model_fields)

@@ -140,6 +140,13 @@ def test_a_file_error_names_the_file_too(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- strictness
 
+
+def refused(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        loads_config(text)
+    return caught.value
+
+
 LOAD_KEYS = "workload, users, spawn_rate, duration, processes, warmup, abort_early, open_rate"
 
 
@@ -157,11 +164,10 @@ def test_an_unknown_key_at_any_level_is_refused_with_the_keys_allowed_there(
     text: str, key: str, allowed: str
 ) -> None:
     # The field names behind `duration` and `max_steal` are no file keys either.
-    with pytest.raises(ConfigError) as caught:
-        loads_config(text)
-    assert caught.value.key == key
-    assert caught.value.problem.startswith("unknown key; expected one of: ")
-    assert allowed in caught.value.problem
+    refusal = refused(text)
+    assert refusal.key == key
+    assert refusal.problem.startswith("unknown key; expected one of: ")
+    assert allowed in refusal.problem
 
 
 @pytest.mark.parametrize(
@@ -187,9 +193,8 @@ def test_an_unknown_key_at_any_level_is_refused_with_the_keys_allowed_there(
 def test_a_value_of_the_wrong_type_is_refused_not_coerced(
     text: str, key: str, problem: str
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads_config(text)
-    assert caught.value.key == key and problem in caught.value.problem
+    refusal = refused(text)
+    assert refusal.key == key and problem in refusal.problem
 
 
 @pytest.mark.parametrize(
@@ -208,9 +213,8 @@ def test_a_value_of_the_wrong_type_is_refused_not_coerced(
     ],
 )
 def test_a_value_out_of_range_is_refused(text: str, key: str, problem: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads_config(text)
-    assert caught.value.key == key and problem in caught.value.problem
+    refusal = refused(text)
+    assert refusal.key == key and problem in refusal.problem
 
 
 def test_every_problem_in_a_file_is_told_at_once_each_naming_file_and_key(
@@ -278,6 +282,14 @@ def test_the_checks_table_knows_every_check_the_harness_runs() -> None:
 def test_a_long_string_is_not_echoed_even_where_a_typo_would_be() -> None:
     pasted = "whsec_" + "s" * 30
     for text in (th(V, f'metric = "{pasted}"', "max = 1"), T + f'[load]\nduration = "{pasted}"\n'):
-        with pytest.raises(ConfigError) as caught:
-            loads_config(text)
-        assert pasted not in str(caught.value) and "a string of 36 characters" in str(caught.value)
+        message = str(refused(text))
+        assert pasted not in message and "a string of 36 characters" in message
+
+
+def test_every_workload_the_file_may_name_has_a_locustfile() -> None:
+    import loadtests
+    from loadtests.harness.gate_config import WORKLOADS
+    from loadtests.harness.locust_process import WORKLOADS as LOCUSTFILES
+
+    assert tuple(LOCUSTFILES) == WORKLOADS
+    assert all((Path(loadtests.__file__).parent / f).is_file() for f in LOCUSTFILES.values())

@@ -14,34 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
+from loadtests.harness.errors import ConfigError
+
 SHOWN_CHARS = 20  # longer strings are not echoed: no key in a gate file is that long
 RULE = "gate_rule"  # the error type of refuse(); ctx["at"] says under which key to report it
-
-
-class ConfigError(ValueError):
-    """A gate file the gate refuses; the message names the key and the problem.
-
-    ``key``/``problem`` are the first problem found; ``more`` the others, each
-    on a line of its own in the message, so one run shows every typo.
-    """
-
-    def __init__(
-        self,
-        key: str,
-        problem: str,
-        source: str | None = None,
-        more: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self.key = key
-        self.problem = problem
-        self.source = source
-        self.more = tuple(more)
-        where = f"{source}: " if source else ""
-        lines = [f"{where}{k}: {p}" for k, p in ((key, problem), *self.more)]
-        super().__init__("\n".join(lines))
-
-    def in_file(self, source: str) -> ConfigError:
-        return ConfigError(self.key, self.problem, source, self.more)
 
 
 def refuse(problem: str, **context: Any) -> PydanticCustomError:
@@ -140,4 +116,4 @@ def _table_header(loc: tuple[int | str, ...]) -> str:
     return f"[[{name}]]" if isinstance(loc[-1], int) else f"[{name}]"
 
 
-__all__ = ["RULE", "ConfigError", "config_error", "dotted_key", "refuse", "shown"]
+__all__ = ["RULE", "config_error", "dotted_key", "refuse", "shown"]
