@@ -70,7 +70,8 @@ def main(options: GateOptions) -> int:
         config = load_config(options.config)
         config = _overridden(config, options)
     except ConfigError as exc:
-        print(f"gate: configuration refused: {exc}", file=sys.stderr)
+        problems = "".join(f"\n  {line}" for line in str(exc).splitlines())
+        print(f"gate: configuration refused:{problems}", file=sys.stderr)
         return HARNESS_ERROR
     try:
         return _run(config, options)

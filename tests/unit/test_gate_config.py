@@ -293,3 +293,19 @@ def test_every_workload_the_file_may_name_has_a_locustfile() -> None:
 
     assert tuple(LOCUSTFILES) == WORKLOADS
     assert all((Path(loadtests.__file__).parent / f).is_file() for f in LOCUSTFILES.values())
+
+
+def test_the_gate_refuses_a_bad_file_with_exit_2_one_problem_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadtests.harness.gate import GateOptions, main
+
+    bad = tmp_path / "gate.toml"
+    bad.write_text('[load]\nusers = "many"\nwarmup_s = 5\n' + T, encoding="utf-8")
+    assert main(GateOptions(config=bad, report_dir=tmp_path / "report", pin=False)) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "gate: configuration refused:",
+        f"  {bad}: load.users: must be an integer, not 'many'",
+        f"  {bad}: load.warmup_s: unknown key; expected one of: {LOAD_KEYS}, customers, max_steal",
+    ]
+    assert not (tmp_path / "report").exists()  # refused before anything ran
