@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.harness.charts import write_charts
 from loadtests.harness.gate_config import GateConfig, LoadConfig, Threshold
 from loadtests.harness.model import (
     CheckResult,
@@ -28,7 +29,6 @@ from loadtests.harness.report import (
     format_verdicts,
     print_latency_table,
     print_table,
-    write_charts,
     write_json,
     write_junit,
 )
