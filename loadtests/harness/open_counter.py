@@ -1,7 +1,7 @@
 """The open model's accounting: iterations started, late and dropped, mergeable across processes.
 
 Its own module because both sides need it: the pacer (:mod:`.pacing`) counts into it,
-and the histograms (:mod:`.hdr`) carry it from workers to the master.
+and the histograms (:mod:`.histograms`) carry it from workers to the master.
 """
 
 from __future__ import annotations
