@@ -2,7 +2,7 @@
 
 Judged every second after the warm-up on the merged histograms; only a
 broken ``max`` bound can be proven by partial data (see
-``thresholds.should_abort``). The reason goes into the summary, and the
+``verdicts.should_abort``). The reason goes into the summary, and the
 gate reports the run as stopped early.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 from locust.env import Environment
 
 from loadtests.harness import hdr
-from loadtests.harness.thresholds import load_config, should_abort
+from loadtests.harness.gate_config import load_config
+from loadtests.harness.verdicts import should_abort
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,10 @@ reason.
 The gate's own process does not take part in the load: Locust runs in its
 own process (pinned to the second core when there is one, the service to
 the first), so a slow gate cannot slow the load it measures.
+
+This module is the run's order; its parts are elsewhere: the service
+(``service_process``), the load (``locust_process``), the checks
+(``checks.runner``), the judgement (``verdicts``) and the report (``report``).
 """
 
 from __future__ import annotations
@@ -19,47 +23,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets as secrets_module
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
-import loadtests
 from fixtures.stripe.delivery import DeliveryOptions, plan
 from fixtures.stripe.lifecycle import simulate
 from fixtures.stripe.recording import write_stream
-from licensing_service.contract import routes
 from loadtests.harness import report
-from loadtests.harness.checks import run_checks
+from loadtests.harness.charts import write_charts
+from loadtests.harness.checks.runner import run_checks
+from loadtests.harness.errors import ConfigError, GateError
+from loadtests.harness.gate_config import GateConfig, load_config, parse_duration, with_load
+from loadtests.harness.locust_process import locust_env, start_locust, wait
 from loadtests.harness.model import CheckResult, LoadSummary, Outcome
-from loadtests.harness.processes import free_port, stop_group
+from loadtests.harness.processes import pin_self
 from loadtests.harness.provision import provision, write_credentials
+from loadtests.harness.service_process import service
 from loadtests.harness.steal import cpu_times, steal_pct
-from loadtests.harness.thresholds import ConfigError, GateConfig, evaluate, exit_code, load_config
+from loadtests.harness.verdicts import evaluate, exit_code
 
 HARNESS_ERROR = 2
-
-WORKLOADS = {
-    "validation": "validation_fleet.py",
-    "sessions": "session_fleet.py",
-    "webhooks": "webhook_storm.py",
-    "mixed": "mixed_fleet.py",
-    "open": "open_model.py",
-}
-
-
-class GateError(Exception):
-    """The gate could not do its job (exit 2): the result is unknown, not a failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +71,8 @@ def main(options: GateOptions) -> int:
         config = load_config(options.config)
         config = _overridden(config, options)
     except ConfigError as exc:
-        print(f"gate: configuration refused: {exc}", file=sys.stderr)
+        problems = "".join(f"\n  {line}" for line in str(exc).splitlines())
+        print(f"gate: configuration refused:{problems}", file=sys.stderr)
         return HARNESS_ERROR
     try:
         return _run(config, options)
@@ -90,16 +82,14 @@ def main(options: GateOptions) -> int:
 
 
 def _overridden(config: GateConfig, options: GateOptions) -> GateConfig:
-    load = config.load
+    changes: dict[str, int] = {}
     if options.duration is not None:
-        from loadtests.harness.thresholds import parse_duration
-
-        load = replace(load, duration_s=parse_duration(options.duration, "--duration"))
+        changes["duration_s"] = parse_duration(options.duration, "--duration")
     if options.users is not None:
         if options.users < 1:
             raise ConfigError("--users", "must be at least 1")
-        load = replace(load, users=options.users)
-    return replace(config, load=load)
+        changes["users"] = options.users
+    return with_load(config, **changes)
 
 
 def _run(config: GateConfig, options: GateOptions) -> int:
@@ -108,10 +98,11 @@ def _run(config: GateConfig, options: GateOptions) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lh-gate-"))  # credentials live here, not in the report
     try:
-        with _service(options, work) as (base_url, secrets, managed):
+        running = service(options.target, options.webhook_secrets, work, pin=options.pin)
+        with running as (base_url, secrets, managed):
             creds = _licenses(base_url, secrets, config, options, work)
             stream = _stream(config, secrets, work)
-            env = _locust_env(base_url, creds, stream, secrets, report_dir, options, config)
+            env = locust_env(creds, stream, secrets, report_dir, config, options.config)
             checks: list[CheckResult] = []
 
             def check_after_warmup() -> None:
@@ -126,10 +117,10 @@ def _run(config: GateConfig, options: GateOptions) -> int:
 
             checker = threading.Thread(target=check_after_warmup, daemon=True)
             steal_before = cpu_times()
-            locust = _start_locust(config, base_url, env, report_dir, options)
-            _pin_self(options)
+            locust = start_locust(config, base_url, env, report_dir, pin=options.pin)
+            pin_self(options.pin)
             checker.start()
-            _wait(locust, checker, config, options.out)
+            wait(locust, checker, config, options.out)
             steal = steal_pct(steal_before, cpu_times())
             summary = _read_summary(report_dir / "results.json")
             meta = {
@@ -149,7 +140,7 @@ def _run(config: GateConfig, options: GateOptions) -> int:
         report_dir / "summary.json", config, summary, checks, verdicts, {**meta, "exit_code": code}
     )
     report.write_junit(report_dir / "junit.xml", verdicts)
-    charts = report.write_charts(report_dir, summary) if summary is not None else []
+    charts = write_charts(report_dir, summary) if summary is not None else []
     written = ", ".join(p.name for p in [report_dir / "locust.html", *charts] if p.exists())
     if steal is not None:
         print(f"CPU steal during the load: {steal}%", file=options.out)
@@ -159,93 +150,6 @@ def _run(config: GateConfig, options: GateOptions) -> int:
         file=options.out,
     )
     return code
-
-
-# ------------------------------------------------------------------ service
-
-
-@contextlib.contextmanager
-def _service(options: GateOptions, work: Path) -> Iterator[tuple[str, list[str], bool]]:
-    if options.target is not None:
-        base = options.target.rstrip("/")
-        _reachable(base)
-        secrets = list(options.webhook_secrets) or _env_secrets()
-        yield base, secrets, False
-        return
-    secret = "whsec_gate_" + secrets_module.token_hex(16)
-    port = free_port()
-    env = {
-        **os.environ,
-        "STRIPE_WEBHOOK_SECRET": secret,
-        "LH_ENVIRONMENT": "test",
-        "LH_LOG_LEVEL": "warning",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "licensing_service",
-        "serve",
-        "--test-clock",
-        "--port",
-        str(port),
-        "--db",
-        str(work / "gate.db"),
-    ]
-    log = (work / "service.log").open("wb")
-    process = subprocess.Popen(
-        _pinned(cmd, 0, options.pin),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, process, work / "service.log")
-        yield base, [secret], True
-    finally:
-        stop_group(process)
-        log.close()
-
-
-def _env_secrets() -> list[str]:
-    raw = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-    return [s.strip() for s in raw.split(",") if s.strip()]
-
-
-def _reachable(base: str) -> None:
-    try:
-        response = httpx.get(base + routes.HEALTH_LIVE, timeout=5)
-    except httpx.HTTPError as exc:
-        raise GateError(f"cannot reach {base}: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise GateError(f"{base}{routes.HEALTH_LIVE} answered {response.status_code}")
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise GateError(f"the service exited at start:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + routes.HEALTH_READY, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise GateError("the service did not become ready within 30 s")
-
-
-def _pin_self(options: GateOptions) -> None:
-    """The checks run in this process: keep them off the service's core."""
-    if options.pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {1})
-
-
-def _pinned(cmd: list[str], core: int, pin: bool) -> list[str]:
-    """Service on core 0, load on core 1, when there are two cores and taskset."""
-    if pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
-        return ["taskset", "-c", str(core), *cmd]
-    return cmd
 
 
 # ------------------------------------------------------------------ inputs
@@ -286,122 +190,6 @@ def _stream(config: GateConfig, secrets: Sequence[str], work: Path) -> Path | No
     path = work / "storm.jsonl"
     write_stream(path, deliveries, {"seed": seed, "customers": 100, "months": 6})
     return path
-
-
-def _locust_env(
-    base: str,
-    creds: Path,
-    stream: Path | None,
-    secrets: Sequence[str],
-    report_dir: Path,
-    options: GateOptions,
-    config: GateConfig,
-) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "LH_LOAD_CREDENTIALS": str(creds),
-        "LH_LOAD_RESULTS": str(report_dir / "results.json"),
-        "LH_LOAD_USERS": str(config.load.users),
-        "LH_LOAD_SECONDS": str(config.load.duration_s),
-        "LH_LOAD_WARMUP": str(config.load.warmup_s),
-        "LH_OPEN_RATE": str(config.load.open_rate),
-        "LH_OPEN_SECONDS": str(config.load.duration_s),
-    }
-    if config.load.abort_early and options.config is not None:
-        env["LH_GATE_CONFIG"] = str(options.config)
-    if stream is not None:
-        env["LH_LOAD_STREAM"] = str(stream)
-        env["LH_WEBHOOK_SECRET"] = ",".join(secrets)
-    (report_dir / "results.json").unlink(missing_ok=True)
-    return env
-
-
-# ------------------------------------------------------------------ running
-
-
-def _start_locust(
-    config: GateConfig, base: str, env: dict[str, str], report_dir: Path, options: GateOptions
-) -> subprocess.Popen[bytes]:
-    load = config.load
-    locustfile = Path(loadtests.__file__).parent / WORKLOADS[load.workload]
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(locustfile),
-        "--headless",
-        "--host",
-        base,
-        "--users",
-        str(load.users),
-        "--spawn-rate",
-        str(load.spawn_rate),
-        "--run-time",
-        f"{int(load.duration_s)}s",
-        "--stop-timeout",
-        "5",
-        "--html",
-        str(report_dir / "locust.html"),
-        "--only-summary",
-        "--exit-code-on-error",
-        "0",
-        "--loglevel",
-        "WARNING",
-    ]
-    if load.processes != 1:
-        # A port of our own: with the default one, two runs on a machine mix their workers.
-        port = str(free_port())
-        cmd += [
-            "--processes",
-            str(load.processes),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            port,
-            "--master-host",
-            "127.0.0.1",
-            "--master-port",
-            port,
-        ]
-    # The child keeps its own copy of the descriptor; ours is closed at once.
-    with (report_dir / "locust.log").open("wb") as log:
-        return subprocess.Popen(
-            _pinned(cmd, 1, options.pin),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _wait(
-    locust: subprocess.Popen[bytes], checker: threading.Thread, config: GateConfig, out: TextIO
-) -> None:
-    """Progress while the load runs; bounded even if Locust hangs."""
-    duration = config.load.duration_s
-    started = time.monotonic()
-    while locust.poll() is None or checker.is_alive():
-        elapsed = time.monotonic() - started
-        if elapsed > duration + 90:
-            stop_group(locust)
-            raise GateError("the load did not finish within its duration + 90 s")
-        _progress(out, elapsed, duration, locust.poll() is None, checker.is_alive())
-        time.sleep(0.5)
-    _progress(out, duration, duration, False, False, done=True)
-
-
-def _progress(
-    out: TextIO, elapsed: float, duration: float, load: bool, checks: bool, done: bool = False
-) -> None:
-    width = 30
-    filled = min(width, int(width * elapsed / max(duration, 1)))
-    state = "load running" if load else "load done"
-    state += ", checks running" if checks else ", checks done"
-    line = (
-        f"\rgate [{'#' * filled}{'.' * (width - filled)}] {elapsed:5.0f}/{duration:.0f} s  {state}"
-    )
-    print(line, end="\n" if done else "", file=sys.stderr, flush=True)
 
 
 def _read_summary(path: Path) -> LoadSummary | None:

@@ -11,8 +11,9 @@ after it was due (the load generator itself fell behind) is *late*.
 Latency from the intended start ("corrected") is what a user of a system that keeps its
 own schedule would see: ``completion - intended``, not ``completion - actual start``.
 
-``ArrivalSchedule``, ``OpenModelCounter`` and ``Pacer`` are pure: the pacer takes its
-clock, sleep and spawn as arguments (gevent's in Locust, a simulation in tests).
+``ArrivalSchedule`` and ``Pacer`` are pure: the pacer takes its clock, sleep and spawn
+as arguments (gevent's in Locust, a simulation in tests), and counts into an
+``open_counter.OpenModelCounter``.
 ``arrival_rate_task`` is the Locust glue.
 """
 
@@ -23,17 +24,17 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from loadtests.harness.hdr import histograms_of
 from loadtests.harness.model import OpenModelStats
+from loadtests.harness.open_counter import OpenModelCounter
 
 if TYPE_CHECKING:
     from locust import User
-
-DEFAULT_LATE_TOLERANCE_S = 0.01
 
 log = logging.getLogger(__name__)
 
@@ -68,67 +69,6 @@ class ArrivalSchedule:
         while True:
             yield self.at(index)
             index += 1
-
-
-class OpenModelCounter:
-    """Iterations started, late and dropped, and the rates asked for; mergeable.
-
-    Rates are kept by key (one per paced user), so a user whose task runs the pacer
-    again counts its rate once; the target rate is their sum. Counts add up across
-    processes; ``encode``/``merge_encoded`` carry them from workers to the master.
-    """
-
-    def __init__(self, late_tolerance_s: float = DEFAULT_LATE_TOLERANCE_S) -> None:
-        if late_tolerance_s < 0:
-            raise ValueError("late_tolerance_s must not be negative")
-        self.late_tolerance_s = late_tolerance_s
-        self.rates: dict[str, float] = {}
-        self.iterations = 0
-        self.late = 0
-        self.dropped = 0
-
-    def add_rate(self, key: str, rate: float) -> None:
-        self.rates[key] = rate
-
-    def record_start(self, intended: float, actual: float) -> bool:
-        """Count an iteration that started at ``actual``; True if it was late."""
-        self.iterations += 1
-        late = actual - intended > self.late_tolerance_s
-        if late:
-            self.late += 1
-        return late
-
-    def record_dropped(self) -> None:
-        self.dropped += 1
-
-    def stats(self) -> OpenModelStats | None:
-        """None when no paced user ran (a closed-model run has no open-model stats)."""
-        if not self.rates and not (self.iterations or self.dropped):
-            return None
-        return OpenModelStats(
-            target_rate=sum(self.rates.values()),
-            iterations=self.iterations,
-            late=self.late,
-            dropped=self.dropped,
-        )
-
-    def encode(self) -> dict[str, Any]:
-        return {
-            "rates": dict(self.rates),
-            "iterations": self.iterations,
-            "late": self.late,
-            "dropped": self.dropped,
-        }
-
-    def merge_encoded(self, data: Mapping[str, Any]) -> None:
-        self.rates.update({str(k): float(v) for k, v in data["rates"].items()})
-        self.iterations += int(data["iterations"])
-        self.late += int(data["late"])
-        self.dropped += int(data["dropped"])
-
-    def reset(self) -> None:
-        self.rates.clear()
-        self.iterations = self.late = self.dropped = 0
 
 
 class Pacer:
@@ -247,8 +187,6 @@ def arrival_rate_task(
     """
     import gevent
     from gevent.pool import Group
-
-    from loadtests.harness.hdr import histograms_of  # here: hdr imports this module
 
     environment = user.environment
     histograms = histograms_of(environment)

@@ -1,8 +1,10 @@
-"""Child processes the gate and the benchmarks start: a port, and a clean stop."""
+"""Child processes the gate and the benchmarks start: a port, a core, and a clean stop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,3 +28,17 @@ def stop_group(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def pin_self(pin: bool) -> None:
+    """The gate's checks run in this process: keep them off the service's core."""
+    if pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {1})
+
+
+def pinned(cmd: list[str], core: int, pin: bool) -> list[str]:
+    """Service on core 0, load on core 1, when there are two cores and taskset."""
+    if pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(core), *cmd]
+    return cmd

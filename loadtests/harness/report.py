@@ -1,7 +1,7 @@
-"""What CI and people read after a gate run: a text table, JSON, JUnit XML and PNG charts.
+"""What CI and people read after a gate run: a text table, JSON and JUnit XML.
 
 Every writer takes the gate's plain data (``model.py``) and writes one file; none of
-them judge anything (``thresholds.py`` does).
+them judge anything (``verdicts.py`` does). The PNG charts are ``charts.py``.
 """
 
 from __future__ import annotations
@@ -16,19 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from loadtests.harness.gate_config import GateConfig
 from loadtests.harness.model import (
     CheckResult,
     LatencyStats,
     LoadSummary,
     Outcome,
-    TimelinePoint,
     Verdict,
 )
-from loadtests.harness.thresholds import GateConfig, exit_code
+from loadtests.harness.verdicts import exit_code
 
 SUITE_NAME = "licensing-harness gate"
 JSON_FORMAT = "licensing-harness-gate/1"
@@ -251,86 +247,13 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-# --------------------------------------------------------------------------- charts
-
-LATENCY_CHART = "latency.png"
-THROUGHPUT_CHART = "throughput.png"
-
-
-def write_charts(directory: Path, summary: LoadSummary | None) -> list[Path]:
-    """``latency.png`` and ``throughput.png`` in ``directory``; with no timeline, each
-    says "no data" so the report's links still resolve. Returns the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    timeline = summary.timeline if summary is not None else []
-    aborted = summary.aborted if summary is not None else None
-    charts = ((LATENCY_CHART, _draw_latency), (THROUGHPUT_CHART, _draw_throughput))
-    paths = []
-    for filename, draw in charts:
-        fig, ax = _figure()
-        if timeline:
-            draw(ax, timeline)
-            if aborted is not None:
-                ax.set_title(f"{ax.get_title()} (stopped early)")
-        else:
-            _no_data(ax, "latency" if filename == LATENCY_CHART else "throughput")
-        path = directory / filename
-        fig.savefig(path, format="png")
-        paths.append(path)
-    return paths
-
-
-def _figure() -> tuple[Figure, Axes]:
-    # A bare Figure with its own Agg canvas: no pyplot, no process-wide backend switch,
-    # nothing kept alive after the file is written; works without a display.
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _draw_latency(ax: Axes, timeline: Sequence[TimelinePoint]) -> None:
-    seconds = [p.second for p in timeline]
-    for label, values in (
-        ("p50", [p.p50 for p in timeline]),
-        ("p95", [p.p95 for p in timeline]),
-        ("p99", [p.p99 for p in timeline]),
-    ):
-        # None (a second with no successes) becomes NaN: a gap, not a drop to zero.
-        ax.plot(seconds, [math.nan if v is None else v for v in values], label=label)
-    ax.set_title("latency, successful requests")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("ms")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-
-
-def _draw_throughput(ax: Axes, timeline: Sequence[TimelinePoint]) -> None:
-    seconds = [p.second for p in timeline]
-    ax.plot(seconds, [p.requests for p in timeline], label="requests/s")
-    ax.plot(seconds, [p.failures for p in timeline], label="failures/s", color="tab:red")
-    ax.set_title("throughput")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("per second")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-
-
-def _no_data(ax: Axes, what: str) -> None:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, f"{what}: no data (the run recorded no timeline)", ha="center", va="center")
-
-
 __all__ = [
     "JSON_FORMAT",
-    "LATENCY_CHART",
     "SUITE_NAME",
-    "THROUGHPUT_CHART",
     "format_latency",
     "format_verdicts",
     "print_latency_table",
     "print_table",
-    "write_charts",
     "write_json",
     "write_junit",
 ]

@@ -48,11 +48,6 @@ FORBIDDEN: Mapping[str, frozenset[str]] = {
 CONTRACT_ONLY = frozenset({"fixtures", "loadtests", "scenarios"})
 Cycles = tuple[tuple[str, ...], ...]
 
-# The lead deletes this at merge: the harness helper's branch breaks the
-# hdr <-> pacing cycle, and then no cycle is allowed at all.
-KNOWN_CYCLES_TO_REMOVE: Cycles = (("loadtests.harness.hdr", "loadtests.harness.pacing"),)
-
-
 @dataclass(frozen=True, slots=True)
 class Import:
     importer: str  # module name
@@ -158,14 +153,8 @@ def test_the_parts_import_one_another_one_way_only() -> None:
 
 
 def test_no_module_imports_itself_back() -> None:
-    found = cycles(graph(imports(ROOT), KNOWN_CYCLES_TO_REMOVE))
-    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
-
-
-def test_the_known_cycle_is_still_there_until_its_fix_is_merged() -> None:
-    # When this fails, the cycle is gone: delete KNOWN_CYCLES_TO_REMOVE and this test.
     found = cycles(graph(imports(ROOT)))
-    assert {frozenset(c) for c in found} == {frozenset(c) for c in KNOWN_CYCLES_TO_REMOVE}
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
 def test_the_checker_reads_the_whole_project() -> None:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 # max_steal = 100: these runs judge a service made slow on purpose (150 ms a
 # request), so machine steal must not turn the expected FAIL into inconclusive;
-# the steal rule itself is tested in tests/unit/test_gate_thresholds.py.
+# the steal rule itself is tested in tests/unit/test_gate_verdicts.py.
 CONFIG = """
 [load]
 workload = "validation"

@@ -21,8 +21,8 @@ from licensing_service.domain import cache_tiers, sessions
 from licensing_service.domain.sessions import Proceed, SessionRecord
 from licensing_service.domain.webhook_claims import Claim, decide_claim
 from licensing_service.service import licensing, webhooks
-from loadtests.harness import checks
-from loadtests.harness.checks import CHECKS, CLOCK_REASON, SIGNING_REASON, run_checks
+from loadtests.harness.checks.runner import CHECKS, run_checks
+from loadtests.harness.checks.target import CLOCK_REASON, SIGNING_REASON, Target
 from loadtests.harness.model import CheckResult, Outcome
 from loadtests.harness.provision import (
     ProvisionError,
@@ -195,7 +195,7 @@ def test_the_email_part_is_left_out_with_a_reason_when_the_outbox_is_not_listed(
 ):
     server = make_server()
     # As without --test-clock: no outbox listing.
-    monkeypatch.setattr(checks.Target, "outbox", lambda self, recipients: None)
+    monkeypatch.setattr(Target, "outbox", lambda self, recipients: None)
     result = run_one(server, "webhook_idempotency")
     assert result.outcome is Outcome.PASS, result
     assert "emails not checked: the target has no /__harness__/emails" in result.detail
@@ -208,7 +208,7 @@ def test_emails_past_the_end_of_a_full_outbox_listing_are_not_counted_missing(
     older = [
         {"recipient": f"someone-{n}@example.test", "email_type": "welcome"} for n in range(10_000)
     ]
-    monkeypatch.setattr(checks.Target, "outbox", lambda self, recipients: older)
+    monkeypatch.setattr(Target, "outbox", lambda self, recipients: older)
     result = run_one(server, "webhook_idempotency")
     assert result.outcome is Outcome.PASS, result
     assert "lists only the oldest 10000 rows; 0 of" in result.detail
@@ -240,12 +240,12 @@ def test_a_clock_moved_by_someone_else_is_an_error_not_a_verdict(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ):
     server = make_server()
-    real = checks.Target.advance
+    real = Target.advance
 
-    def rogue(self: checks.Target, seconds: float) -> None:
+    def rogue(self: Target, seconds: float) -> None:
         real(self, seconds + 5)  # as if another client moved the clock meanwhile
 
-    monkeypatch.setattr(checks.Target, "advance", rogue)
+    monkeypatch.setattr(Target, "advance", rogue)
     result = run_one(server, "cache_tiers")
     assert result.outcome is Outcome.ERROR, result
     assert "3604.000 s passed on the service's clock where 3599 s were asked for" in result.detail

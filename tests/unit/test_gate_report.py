@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.harness.charts import write_charts
+from loadtests.harness.gate_config import GateConfig, LoadConfig, Threshold
 from loadtests.harness.model import (
     CheckResult,
     EndpointSummary,
@@ -27,11 +29,9 @@ from loadtests.harness.report import (
     format_verdicts,
     print_latency_table,
     print_table,
-    write_charts,
     write_json,
     write_junit,
 )
-from loadtests.harness.thresholds import GateConfig, LoadConfig, Threshold
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

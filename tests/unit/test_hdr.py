@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtests.harness.hdr import HIGHEST_US, EndpointHistograms, write_summary
+from loadtests.harness.hdr import write_summary
+from loadtests.harness.histograms import HIGHEST_US, EndpointHistograms
 from loadtests.harness.model import LatencyStats, LoadSummary, TimelinePoint
 
 START = 1_700_000_000.0

@@ -15,12 +15,8 @@ import pytest
 from greenlet import greenlet
 
 from loadtests.harness.model import OpenModelStats
-from loadtests.harness.pacing import (
-    ArrivalSchedule,
-    OpenModelCounter,
-    Pacer,
-    timed_from_intended,
-)
+from loadtests.harness.open_counter import OpenModelCounter
+from loadtests.harness.pacing import ArrivalSchedule, Pacer, timed_from_intended
 
 T0 = 1000.0
 T = TypeVar("T")

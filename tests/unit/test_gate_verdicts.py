@@ -1,13 +1,13 @@
-"""The gate's configuration and judgement: parsing, every metric both ways, checks, exit codes."""
+"""The gate's judgement: every metric both ways, selections, checks, abort-early, exit codes."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loadtests.harness.gate_config import LATENCY_METRICS, GateConfig, LoadConfig, Threshold
 from loadtests.harness.model import (
     CheckResult,
     EndpointSummary,
@@ -16,22 +16,12 @@ from loadtests.harness.model import (
     Outcome,
     Verdict,
 )
-from loadtests.harness.thresholds import (
-    DEFAULT_CONFIG,
+from loadtests.harness.verdicts import (
     EXIT_ERROR,
     EXIT_FAIL,
     EXIT_PASS,
-    KNOWN_CHECKS,
-    LATENCY_METRICS,
-    ConfigError,
-    GateConfig,
-    LoadConfig,
-    Threshold,
     evaluate,
     exit_code,
-    load_config,
-    loads_config,
-    parse_duration,
     should_abort,
 )
 
@@ -80,124 +70,6 @@ def gate(*thresholds: Threshold, checks: dict[str, bool] | None = None, **load: 
 def judge(t: Threshold, summary: LoadSummary | None) -> Verdict:
     (verdict,) = evaluate(gate(t), summary, [])
     return verdict
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def test_the_packaged_default_parses_with_the_projects_defaults() -> None:
-    config = load_config(None)
-    assert config == load_config(DEFAULT_CONFIG)
-    # The file and the dataclass defaults must not drift apart.
-    assert config.load == LoadConfig()
-    assert config.load.users == 50 and config.load.duration_s == 60
-    assert config.load.workload == "mixed"
-    assert [t.label for t in config.thresholds] == [
-        "validate p99 <= 10 ms",
-        "validate error_rate <= 0",
-        "* error_rate <= 0",
-        "validate rps >= 100/s",
-        "webhook p99 <= 100 ms",
-    ]
-    assert config.checks == dict.fromkeys(KNOWN_CHECKS, True)
-
-
-def test_a_minimal_file_takes_load_defaults_and_enables_every_check() -> None:
-    config = loads_config('[[threshold]]\nselect = "validate"\nmetric = "p99"\nmax = 10\n')
-    assert config.load == LoadConfig()
-    assert config.checks == dict.fromkeys(KNOWN_CHECKS, True)
-    assert config.thresholds == (Threshold("validate", "p99", max=10.0),)
-
-
-def test_every_load_key_is_read() -> None:
-    config = loads_config(
-        """
-        [load]
-        workload = "open"
-        users = 7
-        spawn_rate = 2.5
-        duration = "1m30s"
-        processes = -1
-        warmup = 15
-        abort_early = true
-        open_rate = 42
-        customers = 9
-        [checks]
-        no_grace = false
-        """
-    )
-    assert config.load == LoadConfig("open", 7, 2.5, 90, -1, 15, True, 42.0, 9)
-    assert config.checks["no_grace"] is False and config.checks["cache_tiers"] is True
-    assert config.thresholds == ()
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("2m", 120), ("1m30s", 90), ("1h", 3600), ("0s", 0)]
-)
-def test_durations(text: str, seconds: int) -> None:
-    assert parse_duration(text) == seconds
-
-
-def th(*lines: str) -> str:
-    """A [[threshold]] block of the given lines."""
-    return "[[threshold]]\n" + "".join(f"{line}\n" for line in lines)
-
-
-V = 'select = "v"'
-T = th(V, 'metric = "p99"', "max = 10")
-
-
-@pytest.mark.parametrize(
-    ("text", "key", "problem"),
-    [
-        (th(V, 'metric = "p98"', "max = 1"), "threshold[1].metric", "unknown metric"),
-        (th(V, 'metric = "p99"'), "threshold[1]", "max or min"),
-        (T + th(V, 'metric = "p99"', "mx = 10"), "threshold[2].mx", "unknown key"),
-        (T + th('metric = "p99"', "max = 1"), "threshold[2].select", "missing"),
-        (th('select = "tag:"', 'metric = "p99"', "max = 1"), "threshold[1].select", "empty tag"),
-        (th(V, 'metric = "error_rate"', "max = 5"), "threshold[1].max", "0..1"),
-        (th(V, 'metric = "p99"', "max = -1"), "threshold[1].max", "negative"),
-        (th(V, 'metric = "p99"', 'max = "10"'), "threshold[1].max", "number"),
-        (th(V, 'metric = "p99"', "min = 5", "max = 1"), "threshold[1].min", "above max"),
-        ('[threshold]\nselect = "v"\nmetric = "p99"\nmax = 1\n', "threshold", "array of tables"),
-        (T + '[load]\nduration = "-10s"\n', "load.duration", "negative duration"),
-        (T + "[load]\nduration = -10\n", "load.duration", "negative duration"),
-        (T + '[load]\nduration = "1x"\n', "load.duration", "unparseable duration"),
-        (T + '[load]\nduration = "90"\n', "load.duration", "unparseable duration"),
-        (T + '[load]\nduration = "0s"\n', "load.duration", "positive"),
-        (T + '[load]\nwarmup = "1.5s"\n', "load.warmup", "unparseable duration"),
-        (T + "[load]\nabort_early = true\nwarmup = 60\n", "load.warmup", "shorter"),
-        (T + "[load]\nuserz = 5\n", "load.userz", "unknown key"),
-        (T + "[load]\nusers = true\n", "load.users", "integer"),
-        (T + "[load]\nusers = 0\n", "load.users", "at least 1"),
-        (T + "[load]\nspawn_rate = 0\n", "load.spawn_rate", "positive"),
-        (T + "[load]\nprocesses = 0\n", "load.processes", "-1"),
-        (T + '[load]\nworkload = "burst"\n', "load.workload", "unknown workload"),
-        (T + '[load]\nabort_early = "yes"\n', "load.abort_early", "true or false"),
-        (T + "[checks]\ncache_tier = true\n", "checks.cache_tier", "unknown key"),
-        (T + '[checks]\nno_grace = "yes"\n', "checks.no_grace", "true or false"),
-        (T + "[lod]\nusers = 5\n", "lod", "unknown key"),
-        ("load = 5\n" + T, "load", "table"),
-        ("[checks]\n" + "\n".join(f"{c} = false" for c in KNOWN_CHECKS), "threshold", "nothing"),
-        ("[load\n", "(toml)", "not valid TOML"),
-    ],
-)
-def test_every_config_error_names_its_key(text: str, key: str, problem: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads_config(text)
-    assert caught.value.key == key
-    assert str(caught.value).startswith(f"{key}: ")
-    assert problem in str(caught.value)
-    assert isinstance(caught.value, ValueError)
-
-
-def test_a_file_error_names_the_file_too(tmp_path: Path) -> None:
-    path = tmp_path / "gate.toml"
-    path.write_text('[load]\nduration = "1x"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"gate\.toml: load\.duration: unparseable"):
-        load_config(path)
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path / "missing.toml")
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -450,8 +322,9 @@ def test_min_bounds_rps_and_missing_data_never_abort() -> None:
 
 
 def test_cpu_steal_makes_a_failed_latency_threshold_inconclusive_not_a_pass() -> None:
+    from loadtests.harness.gate_config import loads_config
     from loadtests.harness.model import EndpointSummary, LatencyStats, LoadSummary, Outcome
-    from loadtests.harness.thresholds import evaluate, exit_code, loads_config
+    from loadtests.harness.verdicts import evaluate, exit_code
 
     config = loads_config(
         '[load]\nmax_steal = 5\n[[threshold]]\nselect = "validate"\nmetric = "p99"\nmax = 10\n'

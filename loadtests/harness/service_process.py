@@ -1,0 +1,95 @@
+"""The service the gate judges: an external ``--target``, checked for life, or the
+reference service started in a subprocess (a temporary SQLite file, ``--test-clock``,
+a generated webhook secret) on the first core, and stopped with its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets as secrets_module
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from licensing_service.contract import routes
+from loadtests.harness.errors import GateError
+from loadtests.harness.processes import free_port, pinned, stop_group
+
+
+@contextlib.contextmanager
+def service(
+    target: str | None, webhook_secrets: Sequence[str], work: Path, *, pin: bool
+) -> Iterator[tuple[str, list[str], bool]]:
+    """``(base URL, webhook secrets, managed)`` for the run's duration: ``target``
+    checked for life, or (None) the reference service started in ``work``."""
+    if target is not None:
+        base = target.rstrip("/")
+        _reachable(base)
+        secrets = list(webhook_secrets) or _env_secrets()
+        yield base, secrets, False
+        return
+    secret = "whsec_gate_" + secrets_module.token_hex(16)
+    port = free_port()
+    env = {
+        **os.environ,
+        "STRIPE_WEBHOOK_SECRET": secret,
+        "LH_ENVIRONMENT": "test",
+        "LH_LOG_LEVEL": "warning",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "licensing_service",
+        "serve",
+        "--test-clock",
+        "--port",
+        str(port),
+        "--db",
+        str(work / "gate.db"),
+    ]
+    log = (work / "service.log").open("wb")
+    process = subprocess.Popen(
+        pinned(cmd, 0, pin),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, work / "service.log")
+        yield base, [secret], True
+    finally:
+        stop_group(process)
+        log.close()
+
+
+def _env_secrets() -> list[str]:
+    raw = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    return [s.strip() for s in raw.split(",") if s.strip()]
+
+
+def _reachable(base: str) -> None:
+    try:
+        response = httpx.get(base + routes.HEALTH_LIVE, timeout=5)
+    except httpx.HTTPError as exc:
+        raise GateError(f"cannot reach {base}: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise GateError(f"{base}{routes.HEALTH_LIVE} answered {response.status_code}")
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise GateError(f"the service exited at start:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + routes.HEALTH_READY, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise GateError("the service did not become ready within 30 s")
