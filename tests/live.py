@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from licensing_service.adapters.clock import ManualClock
-from licensing_service.api.server import uvicorn_options
+from licensing_service.api.server import http_path_of, uvicorn_options
 from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
 from licensing_service.service.outbox import EmailTransport
@@ -42,15 +42,18 @@ class LiveServer:
         **uvicorn_overrides: Any,
     ) -> None:
         self.clock = clock or ManualClock(EPOCH)
-        self.app = create_app(settings, clock=self.clock, transport=transport, background=False)
+        # "asyncio": a thread of the test process.
+        options = uvicorn_options(settings, loop="asyncio", **uvicorn_overrides)
+        self.app = create_app(
+            settings,
+            clock=self.clock,
+            transport=transport,
+            background=False,
+            http_path=http_path_of(settings, options),
+        )
         self.parts: Parts = self.app.parts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        options = {
-            **uvicorn_options(inline=settings.inline_http),
-            "loop": "asyncio",  # a thread of the test process
-            **uvicorn_overrides,
-        }
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **options)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
