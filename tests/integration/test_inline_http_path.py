@@ -28,7 +28,8 @@ TESTED = f"{TESTED_UVICORN}.0"
 
 
 def path_with(tmp_path: Path, uvicorn_version: str = TESTED, **options: Any) -> HttpPath:
-    settings = conftest.test_settings(tmp_path)
+    # Explicit: scripts/test-uvicorn-latest sets LH_INLINE_HTTP_UNTESTED_UVICORN=true.
+    settings = conftest.test_settings(tmp_path, inline_http_untested_uvicorn=False)
     config = uvicorn.Config("unused:app", **{**BASE_OPTIONS, **options})
     return http_path.decide(
         enabled=settings.inline_http,
