@@ -41,9 +41,6 @@ class Settings(BaseSettings):
     # The inline accelerator (api/inline_http.py): synchronous routes answered
     # inside the HTTP protocol; false serves every request through ASGI.
     inline_http: bool = True
-    # Run the accelerator on a uvicorn outside the tested series (http_path.py);
-    # scripts/test-uvicorn-latest does, to measure an upgrade.
-    inline_http_untested_uvicorn: bool = False
 
     resend_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RESEND_API_KEY", "LH_RESEND_API_KEY")

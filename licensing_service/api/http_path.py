@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 # The minor series the accelerator's tests have passed on; pyproject.toml pins
 # the same. scripts/test-uvicorn-latest measures the newest release against it.
 TESTED_UVICORN = "0.54"
-UNTESTED_OVERRIDE = "LH_INLINE_HTTP_UNTESTED_UVICORN=true"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +64,15 @@ def decide(
     config: uvicorn.Config,
     uvicorn_version: str = uvicorn.__version__,
 ) -> HttpPath:
-    """The path for a service with these settings, served by this (unloaded) config."""
+    """The path for a service with these settings, served by this (unloaded) config.
+    ``allow_untested`` is for scripts/test-uvicorn-latest only: a deployment
+    never runs the accelerator on a uvicorn its tests have not passed on."""
     if not enabled:
         return asgi("LH_INLINE_HTTP=false")
     if not _tested(uvicorn_version) and not allow_untested:
         return asgi(
             f"uvicorn {uvicorn_version} is not the tested {TESTED_UVICORN}.x"
-            f" ({UNTESTED_OVERRIDE} to try it)"
+            " (scripts/test-uvicorn-latest measures a newer one)"
         )
     reason = unsupported_option(config)
     return INLINE if reason is None else asgi(reason)

@@ -32,21 +32,25 @@ BASE_OPTIONS: dict[str, Any] = {
 }
 
 
-def uvicorn_options(settings: Settings, **extra: Any) -> dict[str, Any]:
+def uvicorn_options(
+    settings: Settings, *, allow_untested_uvicorn: bool = False, **extra: Any
+) -> dict[str, Any]:
     """Our options, then ``extra``; the accelerator protocol only on the inline path."""
     options = {**BASE_OPTIONS, **extra}
-    inline = http_path_of(settings, options).inline
+    inline = http_path_of(settings, options, allow_untested_uvicorn=allow_untested_uvicorn).inline
     # httptools parsing either way; inline, our synchronous routes answered without ASGI.
     options["http"] = InlineHttpProtocol if inline else "httptools"
     return options
 
 
-def http_path_of(settings: Settings, options: dict[str, Any]) -> HttpPath:
+def http_path_of(
+    settings: Settings, options: dict[str, Any], *, allow_untested_uvicorn: bool = False
+) -> HttpPath:
     """The path uvicorn will serve with ``options`` (built as ``uvicorn_options`` does)."""
     # A Config (not loaded: nothing is imported or bound) reads uvicorn's own defaults.
     config = uvicorn.Config("unused:app", **{**BASE_OPTIONS, **options, "http": "httptools"})
     return http_path.decide(
         enabled=settings.inline_http,
-        allow_untested=settings.inline_http_untested_uvicorn,
+        allow_untested=allow_untested_uvicorn,
         config=config,
     )

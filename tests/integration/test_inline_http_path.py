@@ -28,12 +28,11 @@ TESTED = f"{TESTED_UVICORN}.0"
 
 
 def path_with(tmp_path: Path, uvicorn_version: str = TESTED, **options: Any) -> HttpPath:
-    # Explicit: scripts/test-uvicorn-latest sets LH_INLINE_HTTP_UNTESTED_UVICORN=true.
-    settings = conftest.test_settings(tmp_path, inline_http_untested_uvicorn=False)
+    settings = conftest.test_settings(tmp_path)
     config = uvicorn.Config("unused:app", **{**BASE_OPTIONS, **options})
     return http_path.decide(
         enabled=settings.inline_http,
-        allow_untested=settings.inline_http_untested_uvicorn,
+        allow_untested=False,
         config=config,
         uvicorn_version=uvicorn_version,
     )
@@ -84,29 +83,31 @@ def test_the_setting_turns_it_off(tmp_path: Path) -> None:
     assert uvicorn_options(settings)["http"] == "httptools"
 
 
-def test_an_untested_uvicorn_turns_it_off_unless_asked_to_try(tmp_path: Path) -> None:
+def test_an_untested_uvicorn_turns_it_off_unless_the_upgrade_check_asks_to_try(
+    tmp_path: Path,
+) -> None:
     path = path_with(tmp_path, uvicorn_version="0.99.1")
     assert path.path == "asgi"
     assert path.reason == (
         f"uvicorn 0.99.1 is not the tested {TESTED_UVICORN}.x"
-        " (LH_INLINE_HTTP_UNTESTED_UVICORN=true to try it)"
+        " (scripts/test-uvicorn-latest measures a newer one)"
     )
-    # "0.5" must not pass for "0.54", nor "0.540" for it.
+    # "0.540" is not the "0.54" series.
     assert path_with(tmp_path, uvicorn_version=TESTED_UVICORN + "0").path == "asgi"
-    trying = conftest.test_settings(tmp_path, inline_http_untested_uvicorn=True)
     config = uvicorn.Config("unused:app", **BASE_OPTIONS)
-    assert http_path.decide(
-        enabled=True,
-        allow_untested=trying.inline_http_untested_uvicorn,
-        config=config,
-        uvicorn_version="0.99.1",
-    ).inline
+    trying = http_path.decide(
+        enabled=True, allow_untested=True, config=config, uvicorn_version="0.99.1"
+    )
+    assert trying.inline
 
 
 def test_options_are_decided_before_uvicorn_gets_the_protocol(tmp_path: Path) -> None:
     settings = conftest.test_settings(tmp_path)
-    assert uvicorn_options(settings)["http"] is InlineHttpProtocol
-    assert uvicorn_options(settings, limit_concurrency=5)["http"] == "httptools"
+    # Whatever uvicorn runs this (scripts/test-uvicorn-latest runs the newest).
+    tried = uvicorn_options(settings, allow_untested_uvicorn=True)
+    assert tried["http"] is InlineHttpProtocol
+    limited = uvicorn_options(settings, allow_untested_uvicorn=True, limit_concurrency=5)
+    assert limited["http"] == "httptools"
 
 
 def _protocol(tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: Any) -> Any:
