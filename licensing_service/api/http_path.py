@@ -24,8 +24,6 @@ from uvicorn.logging import TRACE_LOG_LEVEL
 
 from licensing_service.api.asgi import Incoming, Outgoing
 
-log = logging.getLogger(__name__)
-
 # The minor series the accelerator's tests have passed on; pyproject.toml pins
 # the same. scripts/test-uvicorn-latest measures the newest release against it.
 TESTED_UVICORN = "0.54"

@@ -88,24 +88,6 @@ def conn(server: LiveServer) -> Iterator[Conn]:
     c.close()
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def make(uvicorn_overrides: dict[str, object] | None = None, **settings: object) -> LiveServer:
-        sub = tmp_path / f"s{len(started)}"
-        sub.mkdir()
-        srv = LiveServer(
-            conftest.test_settings(sub, **settings), **(uvicorn_overrides or {})
-        ).start()
-        started.append(srv)
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()
-
-
 def requests_answered(server: LiveServer, path: str) -> float:
     text = httpx.get(f"{server.url}{routes.METRICS}").text
     total = 0.0

@@ -149,22 +149,6 @@ def test_the_protocol_refuses_an_app_uvicorn_wrapped(
     assert "object, not the service's dispatcher" in caplog.records[-1].getMessage()
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def make(uvicorn_overrides: dict[str, Any] | None = None, **settings: Any) -> LiveServer:
-        sub = tmp_path / f"s{len(started)}"
-        sub.mkdir()
-        srv = LiveServer(conftest.test_settings(sub, **settings), **(uvicorn_overrides or {}))
-        started.append(srv.start())
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()
-
-
 def path_info(server: LiveServer) -> list[str]:
     text = httpx.get(f"{server.url}{routes.METRICS}").text
     return [line for line in text.splitlines() if line.startswith("licensing_http_path_info{")]
