@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from licensing_service.adapters.clock import MovableClock, OffsetClock, SharedFileOffset
 from licensing_service.adapters.email import ResendTransport, SinkTransport
@@ -25,7 +24,9 @@ from licensing_service.api import responses as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
 from licensing_service.api.billing import BillingHandlers
+from licensing_service.api.cors import CorsPolicy
 from licensing_service.api.harness import HarnessHandlers
+from licensing_service.api.http_path import HttpPath, reported_in_health
 from licensing_service.api.metrics import Metrics
 from licensing_service.config import Settings
 from licensing_service.contract import routes as paths
@@ -153,18 +154,19 @@ def build_transport(settings: Settings) -> tuple[EmailTransport, httpx.AsyncClie
 
 
 class LicensingApp:
-    """The ASGI application, with its parts in reach of tests and tools."""
+    """The ASGI application, with its parts in reach of tests and tools.
 
-    def __init__(self, asgi: ASGIApp, parts: Parts) -> None:
-        self._asgi = asgi
+    ``dispatcher`` is what the inline accelerator answers from; ``http_path``
+    the path the serving code chose (logged at startup, shown by /health and
+    /metrics)."""
+
+    def __init__(self, dispatcher: Dispatcher, parts: Parts, http_path: HttpPath) -> None:
+        self.dispatcher = dispatcher
         self.parts = parts
-        # The inline HTTP protocol answers synchronous routes straight from the
-        # dispatcher, but only when nothing (CORS) wraps it: a wrapper's headers
-        # would otherwise be skipped.
-        self.dispatcher = asgi if isinstance(asgi, Dispatcher) else None
+        self.http_path = http_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._asgi(scope, receive, send)
+        await self.dispatcher(scope, receive, send)
 
 
 def create_app(
@@ -174,9 +176,16 @@ def create_app(
     transport: EmailTransport | None = None,
     billing_api: BillingApi | None = None,
     background: bool = True,
+    http_path: HttpPath | None = None,
 ) -> LicensingApp:
     """Build the service. ``background=False`` leaves the audit flusher and
-    the email deliverer to the caller (tests drive them by hand)."""
+    the email deliverer to the caller (tests drive them by hand).
+    ``http_path`` is the path the caller serves it by; by default, the one
+    ``licensing-harness serve`` gives these settings."""
+    if http_path is None:
+        from licensing_service.api.server import http_path_of
+
+        http_path = http_path_of(settings, {})
     clock = clock or default_clock(settings)
     faults = FaultSwitch()
     store = open_store(settings, clock, faults)
@@ -187,7 +196,7 @@ def create_app(
     if transport is None:
         transport, client = build_transport(settings)
     deliverer = Deliverer(store, transport)
-    metrics = Metrics(service, clock)
+    metrics = Metrics(service, clock, http_path)
     handlers = Handlers(service, store, clock, settings)
     webhooks = build_webhooks(settings, service)
     billing_api = billing_api or build_billing_api(settings)
@@ -204,6 +213,7 @@ def create_app(
         return Outgoing(200, metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
     routes = handlers.routes()
+    routes[paths.HEALTH]["GET"] = reported_in_health(handlers.health, http_path)
     routes.update(BillingHandlers(handlers, webhooks, checkout).routes())
     routes[paths.OPENAPI] = {"GET": openapi_route}
     routes[paths.METRICS] = {"GET": metrics_route}
@@ -237,6 +247,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        log.info("%s", http_path.describe())
         tasks = []
         if background:
             tasks = [
@@ -260,22 +271,18 @@ def create_app(
                 await billing_api.aclose()
             store.close()
 
-    asgi: ASGIApp = Dispatcher(
+    origins = settings.allowed_origins()
+    dispatcher = Dispatcher(
         routes,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         fallbacks=fallbacks,
         lifespan=lifespan,
+        # On both paths, so that CORS leaves the inline accelerator on.
+        cors=CorsPolicy(origins) if origins else None,
     )
-    if settings.allowed_origins():
-        asgi = CORSMiddleware(
-            asgi,
-            allow_origins=settings.allowed_origins(),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "Authorization"],
-        )
     parts = Parts(settings, clock, store, faults, service, metrics, deliverer, webhooks)
-    return LicensingApp(asgi, parts)
+    return LicensingApp(dispatcher, parts, http_path)
 
 
 FLUSH_CHUNK = 64

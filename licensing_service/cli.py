@@ -115,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        **uvicorn_options(inline=settings.inline_http),
+        **uvicorn_options(settings),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)

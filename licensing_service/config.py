@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     audit_flush_ms: int = Field(default=50, ge=1)
-    # Answer synchronous routes inside the HTTP protocol (api/inline_http.py);
-    # false serves every request through uvicorn's ASGI path.
+    # The inline accelerator (api/inline_http.py): synchronous routes answered
+    # inside the HTTP protocol; false serves every request through ASGI.
     inline_http: bool = True
 
     resend_api_key: SecretStr | None = Field(

@@ -8,6 +8,7 @@ executes a function on that thread) or over HTTP.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -18,12 +19,15 @@ from typing import Any, TypeVar
 import uvicorn
 
 from licensing_service.adapters.clock import ManualClock
-from licensing_service.api.server import uvicorn_options
+from licensing_service.api.server import http_path_of, uvicorn_options
 from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
 from licensing_service.service.outbox import EmailTransport
 
 T = TypeVar("T")
+# Set by scripts/test-uvicorn-latest: run the accelerator on the newest uvicorn
+# (which the service itself refuses), to see whether its tests still pass.
+TRY_UNTESTED_UVICORN = os.environ.get("LH_TEST_UNTESTED_UVICORN") == "1"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -42,15 +46,23 @@ class LiveServer:
         **uvicorn_overrides: Any,
     ) -> None:
         self.clock = clock or ManualClock(EPOCH)
-        self.app = create_app(settings, clock=self.clock, transport=transport, background=False)
+        # "asyncio": a thread of the test process.
+        options = uvicorn_options(
+            settings,
+            allow_untested_uvicorn=TRY_UNTESTED_UVICORN,
+            loop="asyncio",
+            **uvicorn_overrides,
+        )
+        self.app = create_app(
+            settings,
+            clock=self.clock,
+            transport=transport,
+            background=False,
+            http_path=http_path_of(settings, options, allow_untested_uvicorn=TRY_UNTESTED_UVICORN),
+        )
         self.parts: Parts = self.app.parts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        options = {
-            **uvicorn_options(inline=settings.inline_http),
-            "loop": "asyncio",  # a thread of the test process
-            **uvicorn_overrides,
-        }
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **options)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,4 +1,7 @@
-"""uvicorn's httptools protocol, with synchronous routes answered inline.
+"""The inline accelerator: uvicorn's httptools protocol, with synchronous
+routes answered inline. Optional (``LH_INLINE_HTTP=false``) and a pure
+speed-up: every request it answers, the dispatcher's ASGI path answers the
+same; ``api/http_path.py`` says when it is on, and why not when it is off.
 
 Why: measured here under wrk (64 connections, server and load on separate
 cores), a raw ASGI app on uvicorn answers ~22,000 req/s and the same bytes
@@ -13,14 +16,16 @@ writes the answer with one write.
 Everything else takes uvicorn's own path, unchanged: async routes, unknown
 paths and methods, URLs with a query or escapes, upgrades, a request
 pipelined behind an unfinished ASGI response, and any app that is not our
-bare dispatcher (CORS middleware, uvicorn's own wrappers), and every request
+bare dispatcher (uvicorn's own wrappers), and every request
 that arrives while the client is not reading its answers (uvicorn queues
 them). The connection itself (flow control, graceful shutdown, workers,
 lifespan, the Date header, the keep-alive timer and its handler) stays
 uvicorn's; after inline answers we arm that timer ourselves, and only when
 nothing is in progress. The subclass leans on ``HttpToolsProtocol``'s
-attributes, so ``pyproject.toml`` pins uvicorn to the minor versions
-``tests/integration/test_inline_http*.py`` have run on.
+attributes, so ``pyproject.toml`` pins uvicorn to the minor series
+``tests/integration/test_inline_http*.py`` have run on, startup refuses
+another (``http_path.TESTED_UVICORN``), and ``scripts/test-uvicorn-latest``
+runs those tests against the newest uvicorn release too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from licensing_service.api.asgi import Dispatcher, Incoming, InlineRoute, Outgoing
+from licensing_service.api.http_path import unsupported_option
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,26 @@ FAILED = (
 )
 
 
+_reported: set[str] = set()
+
+
+def _dispatcher_for(config: Config, app: object) -> Dispatcher | None:
+    """The dispatcher to answer from, or None (every request through ASGI) when
+    ``config`` asks for what this protocol does not implement. ``server.py``
+    hands uvicorn this protocol only when the same checks passed at startup,
+    so a refusal here means a hand-built config: it is logged, once."""
+    reason = unsupported_option(config)
+    dispatcher = getattr(app, "dispatcher", None)
+    if reason is None and not isinstance(dispatcher, Dispatcher):
+        reason = f"uvicorn serves {type(app).__name__}, not the service's dispatcher"
+    if reason is None:
+        return dispatcher
+    if reason not in _reported:
+        _reported.add(reason)
+        log.warning("inline accelerator protocol in use but off, requests take ASGI: %s", reason)
+    return None
+
+
 class InlineHttpProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -56,12 +82,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        dispatcher = getattr(self.app, "dispatcher", None)
-        # Options the inline path does not implement send everything through ASGI.
-        plain = config.limit_concurrency is None and not config.root_path
-        self._dispatcher: Dispatcher | None = (
-            dispatcher if isinstance(dispatcher, Dispatcher) and plain else None
-        )
+        self._dispatcher = _dispatcher_for(config, self.app)
         # The request being received inline, if any, and its body so far.
         self._route: InlineRoute | None = None
         self._started = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -19,6 +20,9 @@ from licensing_service.service.errors import StorageUnavailable
 from licensing_service.service.licensing import LicensingService
 from licensing_service.service.ports import Clock
 
+if TYPE_CHECKING:
+    from licensing_service.api.http_path import HttpPath
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -32,11 +36,12 @@ class Metrics:
     everything else) at scrape time, also on that thread.
     """
 
-    def __init__(self, service: LicensingService, clock: Clock) -> None:
+    def __init__(self, service: LicensingService, clock: Clock, http_path: HttpPath) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = _RequestCollector()
         self.registry.register(self._requests)
         self.registry.register(_StateCollector(service, clock))
+        self.registry.register(_HttpPathCollector(http_path))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.observe(route, method, status, seconds)
@@ -96,6 +101,20 @@ class _RequestCollector(Collector):
 def _le(bound: float) -> str:
     """A bucket's ``le`` label as Prometheus writes it (``0.005``, ``1.0``, ``+Inf``)."""
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class _HttpPathCollector(Collector):
+    def __init__(self, http_path: HttpPath) -> None:
+        self._path = http_path
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "licensing_http_path_info",
+            "1 for the HTTP path serving requests (inline accelerator or asgi), and why.",
+            labels=["path", "reason"],
+        )
+        info.add_metric([self._path.path, self._path.reason or ""], 1.0)
+        yield info
 
 
 class _StateCollector(Collector):

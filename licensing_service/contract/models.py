@@ -333,12 +333,20 @@ class SystemView(_Response):
     environment: str
 
 
+class HttpPathView(_Response):
+    """Which HTTP path serves: the inline accelerator, or ASGI and why."""
+
+    path: Literal["inline", "asgi"]
+    reason: str | None
+
+
 class Health(_Response):
     timestamp: str
     status: Literal["healthy", "degraded", "unhealthy"]
     services: Services
     circuitBreaker: BreakerView
     system: SystemView
+    http: HttpPathView
 
 
 class Probe(_Response):

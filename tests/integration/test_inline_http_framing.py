@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
 from licensing_service.api.inline_http import InlineHttpProtocol
-from licensing_service.api.server import uvicorn_options
+from licensing_service.api.server import BASE_OPTIONS
 from licensing_service.bootstrap import LicensingApp, create_app
 from licensing_service.contract import routes
 from licensing_service.domain.credentials import new_unlock_token
@@ -159,7 +159,7 @@ def requests_(app: LicensingApp) -> dict[str, bytes]:
 
 def serve(app: LicensingApp, pieces: list[bytes]) -> tuple[bytes, RecordingTransport]:
     async def run() -> tuple[bytes, RecordingTransport]:
-        config = uvicorn.Config(app, **uvicorn_options())
+        config = uvicorn.Config(app, **BASE_OPTIONS)
         config.load()
         state = ServerState()
         protocol = InlineHttpProtocol(config, state, {}, _loop=asyncio.get_running_loop())
@@ -225,11 +225,17 @@ def test_the_fixture_requests_really_take_both_paths(
     assert (b"POST", routes.VALIDATE_UNIFIED.encode()) in dispatcher.inline
     assert (b"POST", routes.CREATE_CHECKOUT_SESSION.encode()) not in dispatcher.inline
 
+    async def protocol_answers_inline() -> bool:
+        protocol, _ = await _connected(app, RecordingTransport())
+        return protocol._dispatcher is dispatcher
+
+    assert asyncio.run(protocol_answers_inline()), "the protocol would serve everything via ASGI"
+
 
 async def _connected(
     app: LicensingApp, transport: RecordingTransport, **overrides: Any
 ) -> tuple[InlineHttpProtocol, ServerState]:
-    config = uvicorn.Config(app, **{**uvicorn_options(), **overrides})
+    config = uvicorn.Config(app, **{**BASE_OPTIONS, **overrides})
     config.load()
     state = ServerState()
     protocol = InlineHttpProtocol(config, state, {}, _loop=asyncio.get_running_loop())
