@@ -148,7 +148,7 @@ def _seed(args: argparse.Namespace) -> int:
     batch = f"{rng.getrandbits(32):08x}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with args.out.open("w", encoding="utf-8") as out, store.transaction() as tx:
+    with args.out.open("w", encoding="utf-8") as out, store.transaction() as uow:
         for i in range(args.customers):
             inactive = rng.random() < args.inactive_ratio
             customer = NewCustomer(
@@ -161,7 +161,7 @@ def _seed(args: argparse.Namespace) -> int:
                 current_period_end=now + timedelta(days=30),
                 next_billing_date=now + timedelta(days=30),
             )
-            customer_id = tx.insert_customer(customer, now)
+            customer_id = uow.licenses.insert(customer, now)
             out.write(
                 json.dumps(
                     {

@@ -92,8 +92,8 @@ class HarnessHandlers:
         query = parse_qs(request.query.decode("latin-1"))
         recipients = query.get("recipient", [])[:1000]
         try:
-            with self.store.autocommit() as tx:
-                rows = tx.outbox(limit=10_000, recipients=recipients)
+            with self.store.autocommit() as uow:
+                rows = uow.outbox.listing(limit=10_000, recipients=recipients)
         except StorageUnavailable:
             err = DatabaseUnavailable("Database unavailable", retry_after=1)
             return r.unified_error(err, new_request_id(), self.clock.now(), paths.HARNESS_EMAILS)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from licensing_service.service.emails import render
 from licensing_service.service.errors import StorageUnavailable
-from licensing_service.service.ports import QueuedEmail, Store, Tx
+from licensing_service.service.ports import QueuedEmail, Store, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class Deliverer:
 
     async def run_once(self, now: datetime, batch: int = 50) -> DeliveryReport:
         try:
-            with self.store.transaction() as tx:
-                due = tx.claim_due_emails(now, batch, self.lease)
+            with self.store.transaction() as uow:
+                due = uow.outbox.claim_due(now, batch, self.lease)
         except StorageUnavailable:
             return DeliveryReport()
         report = DeliveryReport()
@@ -90,22 +90,22 @@ class Deliverer:
         except DeliveryError as exc:
             failure = exc
         else:
-            self._record(lambda tx: tx.mark_email_delivered(email.id, provider_id, now))
+            self._record(lambda uow: uow.outbox.mark_delivered(email.id, provider_id, now))
             return DeliveryReport(delivered=1)
         reason = str(failure)
         log.warning("email %s (%s) not delivered: %s", email.id, email.email_type, reason)
         if failure.permanent:
-            self._record(lambda tx: tx.mark_email_failed(email.id, reason))
+            self._record(lambda uow: uow.outbox.mark_failed(email.id, reason))
             return DeliveryReport(failed=1)
         when = now + self.backoff.after(email.attempts + 1)
-        self._record(lambda tx: tx.mark_email_retry(email.id, reason, when))
+        self._record(lambda uow: uow.outbox.mark_retry(email.id, reason, when))
         return DeliveryReport(retried=1)
 
-    def _record(self, write: Callable[[Tx], None]) -> None:
+    def _record(self, write: Callable[[UnitOfWork], None]) -> None:
         # A delivery whose outcome cannot be written stays pending and is sent
         # again: duplicate mail is better than lost mail.
         try:
-            with self.store.transaction() as tx:
-                write(tx)
+            with self.store.transaction() as uow:
+                write(uow)
         except StorageUnavailable:
             log.warning("could not record an email delivery outcome; it will be retried")

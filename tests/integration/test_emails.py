@@ -22,8 +22,8 @@ API = "https://resend.test"
 def store_with_welcome(tmp_path: Path) -> SqliteStore:
     store = SqliteStore(tmp_path / "mail.db")
     migrate(store.connection(), T0)
-    with store.transaction() as tx:
-        queued = tx.enqueue_email(
+    with store.transaction() as uow:
+        queued = uow.outbox.enqueue(
             compose(
                 EmailType.WELCOME,
                 "till@example.test",
@@ -34,7 +34,7 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
             ),
             T0,
         )
-        again = tx.enqueue_email(
+        again = uow.outbox.enqueue(
             compose(EmailType.WELCOME, "till@example.test", None, dedupe_key="evt_1:welcome"), T0
         )
     assert queued and not again  # one email per cause
@@ -42,8 +42,8 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
 
 
 def row(store: SqliteStore) -> tuple[str, int, str | None, str | None]:
-    with store.transaction() as tx:
-        (email,) = tx.outbox(10)
+    with store.transaction() as uow:
+        (email,) = uow.outbox.listing(10)
     return (
         email["delivery_status"],
         email["attempts"],

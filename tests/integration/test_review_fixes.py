@@ -86,9 +86,9 @@ def deliver_with_two_workers(tmp_path: Path, lease: timedelta) -> list[str]:
     db = tmp_path / f"mail-{lease.total_seconds()}.db"
     first = SqliteStore(db, background_checkpoints=False)
     migrate(first.connection(), T0)
-    with first.transaction() as tx:
+    with first.transaction() as uow:
         for n in range(20):
-            tx.enqueue_email(compose(EmailType.REACTIVATION, f"t{n}@x.test", None), T0)
+            uow.outbox.enqueue(compose(EmailType.REACTIVATION, f"t{n}@x.test", None), T0)
     second = SqliteStore(db, background_checkpoints=False)
     sink = tmp_path / f"sink-{lease.total_seconds()}.jsonl"
 
@@ -117,8 +117,8 @@ def test_a_half_open_trial_reaches_the_database_even_from_the_cache(tmp_path: Pa
     cache = CustomerCache(revalidate_seconds=3600)  # no data_version read to trip over
     store = SqliteStore(settings.db, background_checkpoints=False, cache=cache)
     migrate(store.connection(), T0)
-    with store.transaction() as tx:
-        tx.insert_customer(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)
+    with store.transaction() as uow:
+        uow.licenses.insert(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)
     service = build_service(settings, store)
     for _ in range(5):
         service.breaker.record_failure(T0)
