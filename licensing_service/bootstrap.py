@@ -186,7 +186,7 @@ def create_app(
     client = None
     if transport is None:
         transport, client = build_transport(settings)
-    deliverer = Deliverer(store, transport)
+    deliverer = Deliverer(service.guard, transport)
     metrics = Metrics(service, clock)
     handlers = Handlers(service, store, clock, settings)
     webhooks = build_webhooks(settings, service)
@@ -210,7 +210,7 @@ def create_app(
     if settings.test_clock:
         assert hasattr(clock, "advance"), "--test-clock needs a movable clock"
         movable: MovableClock = clock  # type: ignore[assignment]
-        routes.update(HarnessHandlers(movable, store, faults, webhooks.faults).routes())
+        routes.update(HarnessHandlers(movable, service.guard, faults, webhooks.faults).routes())
 
     def fail(code: ErrorCode, message: str, request: Incoming) -> Outgoing:
         return r.unified_error(_Generic(code, message), new_request_id(), clock.now(), request.path)

@@ -16,7 +16,8 @@ Stateful and faithful to the SQLite adapter where the service can tell
   ``license_changes`` feed reaches the other's listener.
 
 :attr:`MemoryStore.faults` rehearses an outage (every scope refused, as the
-SQLite adapter's ``FaultSwitch`` does); :attr:`MemoryStore.scopes_opened`
+SQLite adapter's ``FaultSwitch`` does), :attr:`MemoryStore.fail_transactions`
+a database that reads but cannot write; :attr:`MemoryStore.scopes_opened`
 counts scopes, so a test can prove that a path did not touch the database.
 """
 
@@ -46,6 +47,10 @@ from licensing_service.service.ports import (
     QueuedEmail,
     WebhookEventRow,
 )
+
+
+class NestedUnit(RuntimeError):
+    """A scope opened while another is open (a bug in the caller)."""
 
 
 @dataclass(slots=True)
@@ -484,7 +489,10 @@ class MemoryUnitOfWork:
 class MemoryStore:
     """A :class:`~licensing_service.service.ports.Store` held in memory.
 
-    Single-threaded, like the serving connection: scopes do not nest."""
+    Single-threaded, like the serving connection, and stricter than SQLite
+    in one way: a scope opened inside another raises :class:`NestedUnit`.
+    On the one shared connection a nested scope would commit or roll back
+    its caller's work, so the service must never open one."""
 
     def __init__(
         self, tables: MemoryTables | None = None, faults: FaultSwitch | None = None
@@ -493,6 +501,9 @@ class MemoryStore:
         self.faults = faults or FaultSwitch()
         self.deferred = DeferredValidations()
         self.scopes_opened = 0
+        self.in_scope = False
+        # Reads answer, write transactions fail (a full disk, a lock held elsewhere).
+        self.fail_transactions = False
         self._uow = MemoryUnitOfWork(self)
         self._listener: Callable[[list[str]], None] | None = None
         self._feed_cursor = 0
@@ -544,8 +555,13 @@ class _MemoryScope:
 
     def __enter__(self) -> MemoryUnitOfWork:
         store = self._store
+        if store.in_scope:
+            raise NestedUnit("a unit of work was opened inside another")
         store.ping()
+        if self._atomic and store.fail_transactions:
+            raise StorageUnavailable("cannot write (injected fault)")
         store.scopes_opened += 1
+        store.in_scope = True
         store._notice_others()
         if self._atomic:
             self._before = copy.deepcopy(store.tables)
@@ -558,6 +574,7 @@ class _MemoryScope:
         trace: TracebackType | None,
     ) -> Literal[False]:
         store = self._store
+        store.in_scope = False
         if kind is None:
             store.deferred.settle()
         else:

@@ -13,11 +13,10 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from licensing_service.domain import cache_tiers
-from licensing_service.domain.breaker import BreakerState, CircuitBreaker
+from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.cache_tiers import CacheTier
 from licensing_service.domain.credentials import hash_fingerprint, normalize_email, tokens_match
 from licensing_service.domain.rate_limit import FailureLimiter
@@ -40,11 +39,8 @@ from licensing_service.domain.subscription import (
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import (
-    BreakerOpen,
     ConstraintViolation,
-    DatabaseUnavailable,
     InvalidCredentials,
-    LicensingError,
     NoValidSubscription,
     RateLimited,
     SessionConflict,
@@ -53,10 +49,10 @@ from licensing_service.service.errors import (
     SessionIdTaken,
     SessionKicked,
     SessionNotFound,
-    StorageUnavailable,
     SubscriptionInactive,
     Unavailable,
 )
+from licensing_service.service.guard import Guarded, StoreGuard
 from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, UnitOfWork
 from licensing_service.service.snapshot import Snapshot
 
@@ -108,6 +104,7 @@ class LicensingService:
     ) -> None:
         self.store = store
         self.breaker = breaker
+        self.guard = StoreGuard(store, breaker)
         self.limits = limits
         self.audit_buffer = audit
         self.snapshot = snapshot
@@ -124,55 +121,45 @@ class LicensingService:
     ) -> Validated:
         email = normalize_email(email)
         self._check_limits(call, email)
+        processed = fingerprint is not None and not skip_machine_update
         try:
             # Autocommit: a (usually cached) read and a deferred stamp; a device
             # change gets its own transaction so the switch, its audit and its
             # email land together or not at all.
             with self._tx(call.now, atomic=False) as uow:
                 customer = self._authenticate(uow, call, email, token, "validation")
-                return self._validate_in(uow, call, customer, fingerprint, skip_machine_update)
+                good = self._require_active(customer, call, "validation")
+                new_hash = _changed_device(customer, fingerprint) if processed else None
+                if new_hash is None:
+                    uow.licenses.record_validation(customer.id, call.now)
+            machine_changed = False if new_hash is None else self._switch(call, customer, new_hash)
         except Unavailable:
             return self._validate_degraded(call, email, token)
-
-    def _validate_in(
-        self,
-        uow: UnitOfWork,
-        call: Call,
-        customer: CustomerRecord,
-        fingerprint: str | None,
-        skip_machine_update: bool,
-    ) -> Validated:
-        good = self._require_active(customer, call, "validation")
         tier = cache_tiers.tier_for(
             active=True, last_validation=customer.last_validation, now=call.now
         )
-        machine_changed: bool | None = False
-        processed = fingerprint is not None and not skip_machine_update
-        if processed:
-            assert fingerprint is not None
-            machine_changed = self._fingerprint(call, customer, fingerprint)
-        uow.licenses.record_validation(customer.id, call.now)
         self._audit(call, "validation", "success", customer.id)
         return Validated(customer, good, tier, machine_changed, processed, False)
 
-    def _fingerprint(self, call: Call, customer: CustomerRecord, fingerprint: str) -> bool | None:
-        """Store a new device's fingerprint hash; a change from a known device is
-        audited and emailed in the same transaction. None on first activation."""
-        new_hash = hash_fingerprint(fingerprint)
+    def _switch(self, call: Call, customer: CustomerRecord, new_hash: str) -> bool | None:
+        """Store a new device's fingerprint hash, with the validation's stamp; a
+        change from a known device is audited and emailed in the same
+        transaction. None on first activation. Never inside another unit: one
+        connection serves every request, so a nested scope would commit or roll
+        back its caller's."""
         stored = customer.machine_fingerprint
-        if stored == new_hash:
-            return False
-        with self.store.transaction() as uow:
+        with self._tx(call.now) as uow:
             uow.licenses.set_fingerprint(customer.id, new_hash)
             if stored is not None:
                 self._machine_switch(uow, call, customer, "validation from a new device")
+            uow.licenses.record_validation(customer.id, call.now)
         return None if stored is None else True
 
     def _validate_degraded(self, call: Call, email: str, token: str) -> Validated:
         """Answer from the last-known-good snapshot while the database is out."""
         known = self.snapshot.get(email)
         if known is None:
-            raise self._unavailable(call.now)
+            raise self.guard.unavailable(call.now)
         if not tokens_match(token, known.unlock_token):
             self._credential_failure(call, email, known.id, "validation")
         good = standing(known.subscription_status, known.current_period_end, call.now)
@@ -201,9 +188,11 @@ class LicensingService:
             if not good.is_active:
                 self._audit(call, "instant_validation", "inactive", customer.id)
                 raise NoValidSubscription("No valid subscription found for this payment session")
-            changed = self._fingerprint(call, customer, fingerprint)
-            uow.licenses.record_validation(customer.id, call.now)
-            self._audit(call, "instant_validation", "success", customer.id)
+            new_hash = _changed_device(customer, fingerprint)
+            if new_hash is None:
+                uow.licenses.record_validation(customer.id, call.now)
+        changed = False if new_hash is None else self._switch(call, customer, new_hash)
+        self._audit(call, "instant_validation", "success", customer.id)
         self.snapshot.put(customer)
         return Validated(customer, good, cache_tiers.INSTANT, changed, True, False)
 
@@ -373,29 +362,19 @@ class LicensingService:
     def has_backlog(self) -> bool:
         return bool(len(self.audit_buffer) or self.store.pending_writes())
 
-    def pending_emails(self) -> int:
-        with self.store.autocommit() as uow:
-            return uow.outbox.pending_count()
-
     def alive_sessions(self, now: datetime) -> int:
-        with self.store.autocommit() as uow:
+        with self._tx(now, atomic=False) as uow:
             return uow.sessions.count_alive(now - SESSION_TTL)
 
     # --------------------------------------------------------------- helpers
 
-    def _tx(self, now: datetime, *, atomic: bool = True) -> _Guarded:
+    def _tx(self, now: datetime, *, atomic: bool = True) -> Guarded:
         """A transaction (or autocommit scope) through the circuit breaker."""
-        return _Guarded(self, now, atomic)
+        return Guarded(self.guard, now, atomic)
 
     def transaction(self, now: datetime) -> AbstractContextManager[UnitOfWork]:
         """A write transaction through the circuit breaker, for other use cases."""
-        return _Guarded(self, now, True)
-
-    def _unavailable(self, now: datetime) -> Unavailable:
-        retry = self.breaker.retry_after_seconds(now)
-        if self.breaker.state is BreakerState.CLOSED:
-            return DatabaseUnavailable("Database unavailable", retry_after=retry)
-        return BreakerOpen("Database circuit breaker is open", retry_after=retry)
+        return Guarded(self.guard, now, True)
 
     def _check_limits(self, call: Call, email: str) -> None:
         waits = [
@@ -470,65 +449,12 @@ class LicensingService:
         self.audit_buffer.add(audit_entry(call, action, outcome, customer_id))
 
 
-class _Guarded:
-    """Reports each database outcome to the breaker. A domain error raised
-    inside (wrong token, conflict) means the database answered: a success."""
-
-    __slots__ = ("_atomic", "_inner", "_now", "_service")
-
-    def __init__(self, service: LicensingService, now: datetime, atomic: bool) -> None:
-        self._service = service
-        self._now = now
-        self._atomic = atomic
-        self._inner: AbstractContextManager[UnitOfWork] | None = None
-
-    def __enter__(self) -> UnitOfWork:
-        service, now = self._service, self._now
-        if not service.breaker.allow(now):
-            raise service._unavailable(now)
-        store = service.store
-        self._inner = inner = store.transaction() if self._atomic else store.autocommit()
-        try:
-            uow = inner.__enter__()
-        except StorageUnavailable as exc:
-            service.breaker.record_failure(now)
-            raise service._unavailable(now) from exc
-        if service.breaker.state is BreakerState.HALF_OPEN:
-            # The trial must reach the database: a cached read proves nothing.
-            try:
-                uow.ping()
-            except BaseException as exc:
-                self.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-        return uow
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> Literal[False]:
-        service, now = self._service, self._now
-        assert self._inner is not None
-        try:
-            # May raise StorageUnavailable or ConstraintViolation (translated SQL errors).
-            self._inner.__exit__(kind, error, trace)
-            if isinstance(error, StorageUnavailable):
-                raise error
-        except StorageUnavailable as exc:
-            service.breaker.record_failure(now)
-            raise service._unavailable(now) from exc
-        except ConstraintViolation:
-            service.breaker.record_success(now)
-            raise
-        except BaseException:
-            service.breaker.release()
-            raise
-        if error is None or isinstance(error, LicensingError | ConstraintViolation):
-            service.breaker.record_success(now)  # the database answered, whatever the request
-        else:
-            service.breaker.release()  # a bug or a cancellation says nothing about the database
-        return False
+def _changed_device(customer: CustomerRecord, fingerprint: str | None) -> str | None:
+    """The new fingerprint's hash, or None when the stored one matches."""
+    if fingerprint is None:
+        return None
+    new_hash = hash_fingerprint(fingerprint)
+    return None if new_hash == customer.machine_fingerprint else new_hash
 
 
 def audit_entry(

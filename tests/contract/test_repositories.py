@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from licensing_service.adapters.memory import MemoryStore, MemoryTables
+from licensing_service.adapters.memory import MemoryStore, MemoryTables, NestedUnit
 from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
@@ -522,3 +522,11 @@ def test_a_failing_database_refuses_every_scope_and_the_ping(backend: Backend) -
         pass
     with pytest.raises(StorageUnavailable):
         backend.store.ping()
+
+
+def test_the_fake_refuses_a_unit_opened_inside_another() -> None:
+    store = MemoryStore()
+    with store.autocommit(), pytest.raises(NestedUnit), store.transaction():
+        pass
+    with store.transaction():  # the refused one left the store usable
+        pass

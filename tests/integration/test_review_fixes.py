@@ -15,15 +15,20 @@ from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.bootstrap import build_service
 from licensing_service.config import Settings
 from licensing_service.contract import routes
-from licensing_service.domain.breaker import BreakerState
+from licensing_service.domain.breaker import BreakerState, CircuitBreaker
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import Unavailable
+from licensing_service.service.guard import StoreGuard
 from licensing_service.service.outbox import Deliverer
 from licensing_service.service.ports import NewCustomer, QueuedEmail
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def guarded(store: SqliteStore) -> StoreGuard:
+    return StoreGuard(store, CircuitBreaker())
 
 
 def validate(client: httpx.Client, c: Customer, fingerprint: str) -> httpx.Response:
@@ -95,8 +100,8 @@ def deliver_with_two_workers(tmp_path: Path, lease: timedelta) -> list[str]:
     async def both() -> None:
         for _ in range(3):
             await asyncio.gather(
-                Deliverer(first, YieldingSink(sink), lease=lease).run_once(T0, batch=8),
-                Deliverer(second, YieldingSink(sink), lease=lease).run_once(T0, batch=8),
+                Deliverer(guarded(first), YieldingSink(sink), lease=lease).run_once(T0, batch=8),
+                Deliverer(guarded(second), YieldingSink(sink), lease=lease).run_once(T0, batch=8),
             )
 
     asyncio.run(both())
