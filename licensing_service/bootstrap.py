@@ -21,7 +21,7 @@ from licensing_service.adapters.email import ResendTransport, SinkTransport
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import FaultSwitch, SqliteStore
 from licensing_service.api import openapi
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
 from licensing_service.api.billing import BillingHandlers

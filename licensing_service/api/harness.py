@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from licensing_service.adapters.clock import MovableClock
 from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import from_db
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
@@ -20,7 +20,6 @@ from licensing_service.service.errors import (
     LicensingError,
 )
 from licensing_service.service.guard import StoreGuard
-from licensing_service.service.licensing import iso
 from licensing_service.service.webhooks import WebhookFaults
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 86400  # ten years: more is a typo, not a test
@@ -54,7 +53,7 @@ class HarnessHandlers:
         }
 
     def _clock_view(self) -> Outgoing:
-        body = {"now": iso(self.clock.now()), "offset_seconds": self.clock.offset_seconds()}
+        body = {"now": r.iso(self.clock.now()), "offset_seconds": self.clock.offset_seconds()}
         return r.json_response(body, 200, [r.NO_STORE])
 
     def read_clock(self, request: Incoming) -> Outgoing:
@@ -97,7 +96,7 @@ class HarnessHandlers:
             return r.unified_error(exc, new_request_id(), now, paths.HARNESS_EMAILS)
         for row in rows:
             for key in ("next_attempt_at", "created_at", "delivered_at"):
-                row[key] = iso(from_db(row[key]))
+                row[key] = r.iso(from_db(row[key]))
         return r.json_response({"emails": rows}, 200, [r.NO_STORE])
 
     def read_fault(self, request: Incoming) -> Outgoing:

@@ -33,7 +33,6 @@ from licensing_service.domain.sessions import (
 from licensing_service.domain.subscription import (
     Standing,
     SubscriptionStatus,
-    days_remaining,
     standing,
 )
 from licensing_service.service.audit import AuditBuffer
@@ -165,8 +164,7 @@ class LicensingService:
         good = standing(known.subscription_status, known.current_period_end, call.now)
         self._audit(call, "validation", "degraded" if good.is_active else "inactive", known.id)
         if not good.is_active:
-            info = subscription_info(known, call.now)
-            raise SubscriptionInactive("Subscription is not active", info)
+            raise SubscriptionInactive("Subscription is not active", known, call.now)
         return Validated(known, good, cache_tiers.MINIMAL, False, False, True)
 
     def instant(
@@ -418,9 +416,7 @@ class LicensingService:
         good = standing(customer.subscription_status, customer.current_period_end, call.now)
         if not good.is_active:
             self._audit(call, action, "inactive", customer.id)
-            raise SubscriptionInactive(
-                "Subscription is not active", subscription_info(customer, call.now)
-            )
+            raise SubscriptionInactive("Subscription is not active", customer, call.now)
         return good
 
     def _machine_switch(
@@ -471,7 +467,7 @@ def audit_entry(
 
 def _conflict(holder: SessionRecord) -> SessionConflict:
     device = json.loads(holder.device_info) if holder.device_info else None
-    return SessionConflict(iso(holder.last_heartbeat) or "", device)
+    return SessionConflict(holder.last_heartbeat, device)
 
 
 def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
@@ -488,27 +484,3 @@ def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
 
 def display_name(name: str | None, email: str) -> str:
     return name or email.split("@", 1)[0]
-
-
-def iso(when: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a Z, exactly as orjson writes the datetimes of a response."""
-    if when is None:
-        return None
-    return when.isoformat().replace("+00:00", "Z")
-
-
-def subscription_info(customer: CustomerRecord, now: datetime) -> dict[str, Any]:
-    """POSPal's detailed subscription status object."""
-    good = standing(customer.subscription_status, customer.current_period_end, now)
-    period_end = customer.current_period_end
-    return {
-        "isActive": good.is_active,
-        "status": good.reported_status,
-        "billingPeriodExpired": period_end is not None and period_end <= now,
-        "subscriptionId": customer.subscription_id,
-        "lastSeen": iso(customer.last_seen),
-        "lastValidation": iso(customer.last_validation),
-        "currentPeriodEnd": iso(period_end),
-        "nextBillingDate": iso(customer.next_billing_date),
-        "daysRemaining": days_remaining(customer.next_billing_date or period_end, now),
-    }

@@ -57,8 +57,8 @@ def test_an_inactive_license_is_refused_with_its_subscription_info(r: Rig) -> No
     r.add(status="inactive")
     with pytest.raises(SubscriptionInactive) as refused:
         validate(r)
-    assert refused.value.info["isActive"] is False
-    assert refused.value.info["status"] == "inactive"
+    assert refused.value.customer.subscription_status == "inactive"
+    assert refused.value.now == r.clock.now()
     assert r.audit_outcomes("validation") == ["inactive"]
 
 
@@ -185,7 +185,8 @@ def test_a_second_device_conflicts_while_the_first_is_alive(r: Rig) -> None:
     r.clock.advance(119)
     with pytest.raises(SessionConflict) as conflict:
         start(r, "s-b", "till-b")
-    assert conflict.value.conflict_info["deviceInfo"] == {"hostname": "till-a"}
+    assert conflict.value.device_info == {"hostname": "till-a"}
+    assert conflict.value.last_seen == r.clock.now() - timedelta(seconds=119)
 
 
 def test_a_takeover_kicks_the_first_device_and_emails(r: Rig) -> None:
