@@ -20,7 +20,7 @@ from licensing_service.adapters.email import ResendTransport, SinkTransport
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import FaultSwitch, SqliteStore
 from licensing_service.api import openapi
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Dispatcher, Fallbacks, Incoming, Outgoing
 from licensing_service.api.billing import BillingHandlers
@@ -195,7 +195,7 @@ def create_app(
     client = None
     if transport is None:
         transport, client = build_transport(settings)
-    deliverer = Deliverer(store, transport)
+    deliverer = Deliverer(service.guard, transport)
     metrics = Metrics(service, clock, http_path)
     handlers = Handlers(service, store, clock, settings)
     webhooks = build_webhooks(settings, service)
@@ -220,7 +220,7 @@ def create_app(
     if settings.test_clock:
         assert hasattr(clock, "advance"), "--test-clock needs a movable clock"
         movable: MovableClock = clock  # type: ignore[assignment]
-        routes.update(HarnessHandlers(movable, store, faults, webhooks.faults).routes())
+        routes.update(HarnessHandlers(movable, service.guard, faults, webhooks.faults).routes())
 
     def fail(code: ErrorCode, message: str, request: Incoming) -> Outgoing:
         return r.unified_error(_Generic(code, message), new_request_id(), clock.now(), request.path)

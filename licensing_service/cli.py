@@ -160,7 +160,7 @@ def _seed(args: argparse.Namespace) -> int:
     inactive = inactive_indices(rng, args.customers, args.inactive_ratio)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with args.out.open("w", encoding="utf-8") as out, store.transaction() as tx:
+    with args.out.open("w", encoding="utf-8") as out, store.transaction() as uow:
         for i in range(args.customers):
             customer = NewCustomer(
                 email=f"seed-{batch}-{i:07d}@example.test",
@@ -172,7 +172,7 @@ def _seed(args: argparse.Namespace) -> int:
                 current_period_end=now + timedelta(days=30),
                 next_billing_date=now + timedelta(days=30),
             )
-            customer_id = tx.insert_customer(customer, now)
+            customer_id = uow.licenses.insert(customer, now)
             out.write(
                 json.dumps(
                     {

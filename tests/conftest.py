@@ -84,8 +84,8 @@ def add_customer(
 
     def insert() -> int:
         now: datetime = server.clock.now()
-        with server.parts.store.transaction() as tx:
-            return tx.insert_customer(
+        with server.parts.store.transaction() as uow:
+            return uow.licenses.insert(
                 NewCustomer(
                     email=email,
                     name=name,

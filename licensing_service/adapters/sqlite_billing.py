@@ -8,10 +8,9 @@ it causes commit together or not at all.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
+from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.billing import BillingState, Version
 from licensing_service.domain.stripe_events import Refund
@@ -24,17 +23,11 @@ _STATE_COLUMNS = (
 )
 
 
-class SqliteBillingTx:
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        write_customer: Callable[[int, str, tuple[Any, ...]], None],
-        customer_where: Callable[[str, tuple[Any, ...]], CustomerRecord | None],
-    ) -> None:
+class SqliteBilling:
+    def __init__(self, conn: sqlite3.Connection, licenses: SqliteLicenses) -> None:
         self._c = conn
-        # Writes to `customers` go through the owner's cache-evicting writer.
-        self._write_customer = write_customer
-        self._customer_where = customer_where
+        # Reads and writes of `customers` go through the licenses' cache-evicting ones.
+        self._licenses = licenses
 
     # ---------------------------------------------------------------- events
 
@@ -148,9 +141,9 @@ class SqliteBillingTx:
     # -------------------------------------------------------------- licenses
 
     def license_for(self, stripe_customer_id: str, email: str | None) -> CustomerRecord | None:
-        found = self._customer_where("stripe_customer_id = ?", (stripe_customer_id,))
+        found = self._licenses.where("stripe_customer_id = ?", (stripe_customer_id,))
         if found is None and email is not None:
-            found = self._customer_where(
+            found = self._licenses.where(
                 "email = ? AND stripe_customer_id IS NULL", (email.strip().lower(),)
             )
         return found
@@ -164,7 +157,7 @@ class SqliteBillingTx:
         checkout_session_id: str | None = None,
         name: str | None = None,
     ) -> None:
-        self._write_customer(
+        self._licenses.write(
             customer_id,
             "UPDATE customers SET stripe_customer_id = ?,"
             " stripe_session_id = COALESCE(?, stripe_session_id), name = COALESCE(name, ?),"
@@ -176,7 +169,7 @@ class SqliteBillingTx:
         assert state.status is not None
         active = state.status is SubscriptionStatus.ACTIVE
         period_end = to_db(state.period_end) if state.period_end else None
-        self._write_customer(
+        self._licenses.write(
             customer_id,
             "UPDATE customers SET subscription_status = ?, current_period_end = ?,"
             " next_billing_date = ?, subscription_id = COALESCE(?, subscription_id),"

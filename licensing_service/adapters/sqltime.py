@@ -25,3 +25,7 @@ def from_db(text: str | None) -> datetime | None:
     if text is None:
         return None
     return datetime.fromisoformat(text + "+00:00" if len(text) <= 26 else text)
+
+
+def opt_to_db(when: datetime | None) -> str | None:
+    return None if when is None else to_db(when)

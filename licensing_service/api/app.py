@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from licensing_service import __version__
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.config import Settings
 from licensing_service.contract import routes as paths
@@ -34,20 +34,10 @@ from licensing_service.service.errors import (
     LicensingError,
     StorageUnavailable,
 )
-from licensing_service.service.licensing import (
-    Call,
-    LicensingService,
-    SessionGranted,
-    Validated,
-    iso,
-    subscription_info,
-)
+from licensing_service.service.licensing import Call, LicensingService
 from licensing_service.service.ports import Clock, Store
 
 M = TypeVar("M", bound=BaseModel)
-
-SESSION_CACHE = r.cache_headers(300, "none")
-
 
 # Request ids must be unique, not secret: a random per-process prefix and a
 # counter avoid a getrandom() syscall per request.
@@ -101,28 +91,6 @@ class Handlers:
         except ValidationError as exc:
             raise r.invalid_request(exc) from None
 
-    @staticmethod
-    def performance(started: float, service: LicensingService) -> dict[str, Any]:
-        return {
-            "responseTime": round((perf_counter() - started) * 1000, 3),
-            "circuitBreakerState": service.breaker.state.value,
-        }
-
-    def envelope(self, call: Call, operation: str, **parts: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "success": True,
-            "timestamp": call.now,
-            "requestId": call.request_id,
-            "degraded": parts.pop("degraded", False),
-        }
-        body.update(parts)
-        body["metadata"] = {
-            "apiVersion": paths.API_VERSION,
-            "operation": operation,
-            "endpoint": paths.VALIDATE_UNIFIED,
-        }
-        return body
-
     # ---------------------------------------------------- /validate-unified
 
     def validate_unified(self, request: Incoming) -> Outgoing:
@@ -138,8 +106,9 @@ class Handlers:
             body, headers = self._dispatch(req, call)
         except LicensingError as exc:
             return r.unified_error(exc, call.request_id, call.now, paths.VALIDATE_UNIFIED)
-        body["performance"] = self.performance(started, self.service)
-        return r.json_response(body, 200, headers)
+        elapsed_ms = round((perf_counter() - started) * 1000, 3)
+        state = self.service.breaker.state.value
+        return r.unified_success(body, elapsed_ms, state, headers)
 
     def _dispatch(self, req: UnifiedRequest, call: Call) -> tuple[dict[str, Any], r.Headers]:
         creds, device = req.credentials, req.device
@@ -149,48 +118,15 @@ class Handlers:
             v = self.service.validate(
                 call, creds.email, creds.token, device.machineFingerprint, device.skipMachineUpdate
             )
-            return self._validated(call, v, "standard", device.deviceInfo), r.cache_headers(
-                v.tier.seconds, v.tier.strategy
-            )
+            return r.validated(call, v, "standard", device.deviceInfo), r.tier_headers(v)
         if req.operation == "instant":
             assert creds.stripeSessionId is not None
             assert device.machineFingerprint is not None
             v = self.service.instant(
                 call, creds.email, creds.stripeSessionId, device.machineFingerprint
             )
-            body = self._validated(call, v, "instant", device.deviceInfo)
-            body["subscription"]["unlockToken"] = v.customer.unlock_token
-            body["session"]["sessionId"] = creds.stripeSessionId
-            return body, r.cache_headers(v.tier.seconds, v.tier.strategy)
-        return self._session(req, call), SESSION_CACHE
-
-    def _validated(self, call: Call, v: Validated, kind: str, device_info: Any) -> dict[str, Any]:
-        customer = v.customer
-        session: dict[str, Any] = {
-            "allowed": True,
-            "sessionId": None,
-            "machineChanged": v.machine_changed,
-        }
-        if v.fingerprint_processed:
-            session["deviceInfo"] = _device_view(device_info, call)
-        return self.envelope(
-            call,
-            "validate" if kind == "standard" else kind,
-            degraded=v.degraded,
-            validation={
-                "valid": True,
-                "status": v.standing.reported_status,
-                "validationType": kind,
-                "customer": {
-                    "id": customer.id,
-                    "email": customer.email,
-                    "name": r.display_name(customer.name, customer.email),
-                },
-            },
-            subscription=r.subscription_view(v, call.now),
-            session=session,
-            caching=r.caching(v.tier, call.now),
-        )
+            return r.instant(call, v, creds.stripeSessionId, device.deviceInfo), r.tier_headers(v)
+        return self._session(req, call), r.SESSION_CACHE
 
     def _session(self, req: UnifiedRequest, call: Call) -> dict[str, Any]:
         creds, device = req.credentials, req.device
@@ -210,36 +146,12 @@ class Handlers:
                 info,
                 takeover=req.action == "takeover",
             )
-            return self._granted(call, granted)
+            return r.granted(call, granted)
         if req.action == "heartbeat":
             self.service.heartbeat(call, sid, creds.email, creds.token)
-            view = {
-                "allowed": True,
-                "sessionId": sid,
-                "status": "active",
-                "lastHeartbeat": iso(call.now),
-            }
-            return self.envelope(call, "session", session=view)
+            return r.heartbeat(call, sid)
         self.service.end_session(call, sid, creds.email, creds.token)
-        view = {"allowed": False, "sessionId": sid, "status": "ended", "endedAt": iso(call.now)}
-        return self.envelope(call, "session", session=view)
-
-    def _granted(self, call: Call, g: SessionGranted) -> dict[str, Any]:
-        session: dict[str, Any] = {
-            "allowed": True,
-            "sessionId": g.session_id,
-            "status": "active",
-            "deviceInfo": _device_view(g.device_info, call),
-        }
-        if g.takeover:
-            session["takeover"] = True
-        kind = "session_takeover" if g.takeover else "session_start"
-        return self.envelope(
-            call,
-            "session",
-            validation={"valid": True, "status": "active", "validationType": kind},
-            session=session,
-        )
+        return r.ended(call, sid)
 
     # ------------------------------------------------------- legacy routes
 
@@ -252,9 +164,7 @@ class Handlers:
             )
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=True)
-        body = self._legacy_valid(call, v)
-        body["machineChanged"] = v.machine_changed
-        return self._legacy_validation_response(call, v, body)
+        return r.legacy_validated(call, v)
 
     def legacy_instant(self, request: Incoming) -> Outgoing:
         call = self.call(request)
@@ -263,26 +173,7 @@ class Handlers:
             v = self.service.instant(call, req.email, req.stripeSessionId, req.machineFingerprint)
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=True)
-        body = self._legacy_valid(call, v)
-        body["unlockToken"] = v.customer.unlock_token
-        return self._legacy_validation_response(call, v, body)
-
-    def _legacy_valid(self, call: Call, v: Validated) -> dict[str, Any]:
-        return {
-            "valid": True,
-            "customerName": r.display_name(v.customer.name, v.customer.email),
-            "customerId": v.customer.id,
-            "subscriptionInfo": subscription_info(v.customer, call.now),
-            "degraded": v.degraded,
-        }
-
-    @staticmethod
-    def _legacy_validation_response(call: Call, v: Validated, body: dict[str, Any]) -> Outgoing:
-        body["validatedAt"] = iso(call.now)
-        body["cacheUntil"] = iso(v.tier.valid_until(call.now))
-        headers = r.cache_headers(v.tier.seconds, v.tier.strategy)
-        headers.append((b"x-cache-duration", str(v.tier.seconds).encode()))
-        return r.json_response(body, 200, headers)
+        return r.legacy_instant(call, v)
 
     def legacy_start(self, request: Incoming) -> Outgoing:
         return self._legacy_session_start(request, takeover=False)
@@ -306,16 +197,23 @@ class Handlers:
             )
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=False)
-        return r.json_response({"success": True, "sessionId": g.session_id}, 200, SESSION_CACHE)
+        return r.legacy_session_started(g.session_id)
 
     def legacy_heartbeat(self, request: Incoming) -> Outgoing:
-        return self._legacy_session_op(request, self.service.heartbeat, "timestamp")
+        return self._legacy_session_op(
+            request, self.service.heartbeat, lambda call, sid: r.legacy_heartbeat(call, sid)
+        )
 
     def legacy_end(self, request: Incoming) -> Outgoing:
-        return self._legacy_session_op(request, self.service.end_session, "emailSent")
+        return self._legacy_session_op(
+            request, self.service.end_session, lambda call, sid: r.legacy_ended(sid)
+        )
 
     def _legacy_session_op(
-        self, request: Incoming, op: Callable[[Call, str], object], extra: str
+        self,
+        request: Incoming,
+        op: Callable[[Call, str], object],
+        answer: Callable[[Call, str], Outgoing],
     ) -> Outgoing:
         call = self.call(request)
         try:
@@ -323,10 +221,7 @@ class Handlers:
             op(call, req.sessionId)
         except LicensingError as exc:
             return r.legacy_error(exc, call.now, validation_shape=False)
-        body: dict[str, Any] = {"success": True, "sessionId": req.sessionId}
-        # The disconnection email of POSPal's end route is not sent (sendEmail is accepted).
-        body[extra] = iso(call.now) if extra == "timestamp" else False
-        return r.json_response(body, 200, SESSION_CACHE)
+        return answer(call, req.sessionId)
 
     # --------------------------------------------------------------- health
 
@@ -351,7 +246,7 @@ class Handlers:
         else:
             status = "degraded"  # the database answers again; the breaker has yet to close
         body = {
-            "timestamp": iso(now),
+            "timestamp": r.iso(now),
             "status": status,
             "services": {
                 "database": {
@@ -363,8 +258,8 @@ class Handlers:
                 "state": breaker.state.value,
                 "failures": breaker.failures,
                 "failureCount": breaker.failures,
-                "lastFailureTime": iso(breaker.last_failure_at),
-                "nextAttempt": iso(breaker.next_attempt()),
+                "lastFailureTime": r.iso(breaker.last_failure_at),
+                "nextAttempt": r.iso(breaker.next_attempt()),
             },
             "system": {
                 "worker": "licensing-harness",
@@ -391,10 +286,3 @@ class Handlers:
 
 def _device_dict(info: DeviceInfo | None) -> dict[str, Any]:
     return info.model_dump() if info is not None else {}
-
-
-def _device_view(device_info: Any, call: Call) -> dict[str, str]:
-    if isinstance(device_info, BaseModel):
-        device_info = device_info.model_dump()
-    hostname = device_info.get("hostname") if isinstance(device_info, dict) else None
-    return {"current": hostname or "Unknown Device", "registered": iso(call.now) or ""}

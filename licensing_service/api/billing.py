@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.app import Handlers
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
@@ -39,8 +37,7 @@ class BillingHandlers:
             link = await self.checkout_service.checkout(call, req.email)
         except LicensingError as exc:
             return r.unified_error(exc, call.request_id, call.now, paths.CREATE_CHECKOUT_SESSION)
-        body = {"success": True, "sessionId": link.session_id, "url": link.url}
-        return r.json_response(body, 200, [r.NO_STORE])
+        return r.checkout_link(link.session_id, link.url)
 
     async def portal(self, request: Incoming) -> Outgoing:
         call = self.handlers.call(request)
@@ -49,7 +46,7 @@ class BillingHandlers:
             link = await self.checkout_service.portal(call, req.email, req.unlockToken)
         except LicensingError as exc:
             return r.unified_error(exc, call.request_id, call.now, paths.CREATE_PORTAL_SESSION)
-        return r.json_response({"success": True, "url": link.url}, 200, [r.NO_STORE])
+        return r.portal_link(link.url)
 
     def webhook(self, request: Incoming) -> Outgoing:
         call = self.handlers.call(request)
@@ -58,12 +55,4 @@ class BillingHandlers:
             result = self.webhooks.receive(call, request.body, request.header(_SIGNATURE))
         except LicensingError as exc:
             return r.unified_error(exc, call.request_id, call.now, paths.WEBHOOK)
-        body: dict[str, Any] = {
-            "received": True,
-            "eventId": result.event_id,
-            "type": result.event_type,
-            "outcome": result.outcome,
-            "idempotent": result.outcome == "duplicate",
-            "unhandled": result.outcome == "unhandled",
-        }
-        return r.json_response(body, 200, [r.NO_STORE])
+        return r.webhook(result)

@@ -10,19 +10,16 @@ from urllib.parse import parse_qs
 from licensing_service.adapters.clock import MovableClock
 from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import from_db
-from licensing_service.api import responses as r
+from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
 from licensing_service.contract.models import ClockRequest, DbFaultRequest, WebhookFaultRequest
 from licensing_service.service.errors import (
-    DatabaseUnavailable,
     InvalidRequest,
     LicensingError,
-    StorageUnavailable,
 )
-from licensing_service.service.licensing import iso
-from licensing_service.service.ports import Store
+from licensing_service.service.guard import StoreGuard
 from licensing_service.service.webhooks import WebhookFaults
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 86400  # ten years: more is a typo, not a test
@@ -35,12 +32,12 @@ class HarnessHandlers:
     def __init__(
         self,
         clock: MovableClock,
-        store: Store,
+        guard: StoreGuard,
         faults: FaultSwitch,
         webhook_faults: WebhookFaults,
     ) -> None:
         self.clock = clock
-        self.store = store
+        self.guard = guard
         self.faults = faults
         self.webhook_faults = webhook_faults
 
@@ -56,7 +53,7 @@ class HarnessHandlers:
         }
 
     def _clock_view(self) -> Outgoing:
-        body = {"now": iso(self.clock.now()), "offset_seconds": self.clock.offset_seconds()}
+        body = {"now": r.iso(self.clock.now()), "offset_seconds": self.clock.offset_seconds()}
         return r.json_response(body, 200, [r.NO_STORE])
 
     def read_clock(self, request: Incoming) -> Outgoing:
@@ -91,15 +88,15 @@ class HarnessHandlers:
         busy service is a long render that would stall every other request."""
         query = parse_qs(request.query.decode("latin-1"))
         recipients = query.get("recipient", [])[:1000]
+        now = self.clock.now()
         try:
-            with self.store.autocommit() as tx:
-                rows = tx.outbox(limit=10_000, recipients=recipients)
-        except StorageUnavailable:
-            err = DatabaseUnavailable("Database unavailable", retry_after=1)
-            return r.unified_error(err, new_request_id(), self.clock.now(), paths.HARNESS_EMAILS)
+            with self.guard.autocommit(now) as uow:
+                rows = uow.outbox.listing(limit=10_000, recipients=recipients)
+        except LicensingError as exc:
+            return r.unified_error(exc, new_request_id(), now, paths.HARNESS_EMAILS)
         for row in rows:
             for key in ("next_attempt_at", "created_at", "delivered_at"):
-                row[key] = iso(from_db(row[key]))
+                row[key] = r.iso(from_db(row[key]))
         return r.json_response({"emails": rows}, 200, [r.NO_STORE])
 
     def read_fault(self, request: Incoming) -> Outgoing:

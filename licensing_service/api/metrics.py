@@ -16,7 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from licensing_service.domain.breaker import BreakerState
-from licensing_service.service.errors import StorageUnavailable
+from licensing_service.service.errors import Unavailable
 from licensing_service.service.licensing import LicensingService
 from licensing_service.service.ports import Clock
 
@@ -163,7 +163,7 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily(name, help_text, value=value)
         try:
             alive = service.alive_sessions(self._clock.now())
-        except StorageUnavailable:
+        except Unavailable:
             return  # a scrape must not fail because the database did
         yield GaugeMetricFamily(
             "licensing_sessions_alive",

@@ -60,8 +60,8 @@ class CheckoutService:
     async def portal(self, call: Call, email: str, token: str) -> PortalLink:
         api = self._require_api()
         customer = self.licensing.authenticate(call, email, token, "billing_portal")
-        with self.licensing.transaction(call.now) as tx:
-            stripe_id = tx.billing.stripe_customer_id(customer.id)
+        with self.licensing.transaction(call.now) as uow:
+            stripe_id = uow.billing.stripe_customer_id(customer.id)
         try:
             link = await api.create_portal_session(
                 stripe_customer_id=stripe_id,
@@ -81,8 +81,8 @@ class CheckoutService:
         return link
 
     def _remember(self, call: Call, customer_id: int, stripe_customer_id: str) -> None:
-        with self.licensing.transaction(call.now) as tx:
-            tx.billing.link(customer_id, stripe_customer_id, call.now)
+        with self.licensing.transaction(call.now) as uow:
+            uow.billing.link(customer_id, stripe_customer_id, call.now)
 
     def _require_api(self) -> BillingApi:
         if self.api is None:

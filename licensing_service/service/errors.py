@@ -1,4 +1,4 @@
-"""Errors a use case can end in. The API maps each to its wire code.
+"""Errors a use case can end in, typed; ``api/render.py`` maps each to its wire shape.
 
     LicensingError                  (the root; each carries an ErrorCode)
     ├── InvalidRequest              malformed input, with field-level problems
@@ -19,9 +19,11 @@ service turns it into ``DatabaseUnavailable`` after telling the breaker.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from licensing_service.contract.errors import ErrorCode
+from licensing_service.service.ports import CustomerRecord
 
 # Seconds to wait when Stripe said nothing (adapters raise StripeUnavailable).
 DEFAULT_RETRY_AFTER = 30
@@ -83,10 +85,6 @@ class LicensingError(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    def extra(self) -> dict[str, Any]:
-        """Code-specific keys that go at the top level of the error envelope."""
-        return {}
-
 
 class InvalidRequest(LicensingError):
     code = ErrorCode.INVALID_REQUEST_FORMAT
@@ -107,12 +105,10 @@ class RateLimited(LicensingError):
 class SubscriptionInactive(LicensingError):
     code = ErrorCode.SUBSCRIPTION_INACTIVE
 
-    def __init__(self, message: str, info: dict[str, Any]) -> None:
+    def __init__(self, message: str, customer: CustomerRecord, now: datetime) -> None:
         super().__init__(message)
-        self.info = info
-
-    def extra(self) -> dict[str, Any]:
-        return {"subscriptionInfo": self.info}
+        self.customer = customer  # as read: the answer shows its subscription
+        self.now = now
 
 
 class NoValidSubscription(LicensingError):
@@ -126,12 +122,10 @@ class SessionError(LicensingError):
 class SessionConflict(SessionError):
     code = ErrorCode.SESSION_CONFLICT
 
-    def __init__(self, last_seen: str, device_info: Any) -> None:
+    def __init__(self, last_seen: datetime, device_info: Any) -> None:
         super().__init__("Another device is currently using this license")
-        self.conflict_info = {"deviceInfo": device_info, "lastSeen": last_seen}
-
-    def extra(self) -> dict[str, Any]:
-        return {"conflict": True, "conflictInfo": self.conflict_info}
+        self.last_seen = last_seen  # the holder's last start or heartbeat
+        self.device_info = device_info  # as the holder's device described itself
 
 
 class SessionNotFound(SessionError):

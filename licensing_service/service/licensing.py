@@ -13,11 +13,10 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from licensing_service.domain import cache_tiers
-from licensing_service.domain.breaker import BreakerState, CircuitBreaker
+from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.cache_tiers import CacheTier
 from licensing_service.domain.credentials import hash_fingerprint, normalize_email, tokens_match
 from licensing_service.domain.rate_limit import FailureLimiter
@@ -34,17 +33,13 @@ from licensing_service.domain.sessions import (
 from licensing_service.domain.subscription import (
     Standing,
     SubscriptionStatus,
-    days_remaining,
     standing,
 )
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import (
-    BreakerOpen,
     ConstraintViolation,
-    DatabaseUnavailable,
     InvalidCredentials,
-    LicensingError,
     NoValidSubscription,
     RateLimited,
     SessionConflict,
@@ -53,11 +48,11 @@ from licensing_service.service.errors import (
     SessionIdTaken,
     SessionKicked,
     SessionNotFound,
-    StorageUnavailable,
     SubscriptionInactive,
     Unavailable,
 )
-from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, Tx
+from licensing_service.service.guard import Guarded, StoreGuard
+from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, UnitOfWork
 from licensing_service.service.snapshot import Snapshot
 
 # Compared against when the email is unknown, so both failure paths do the
@@ -108,6 +103,7 @@ class LicensingService:
     ) -> None:
         self.store = store
         self.breaker = breaker
+        self.guard = StoreGuard(store, breaker)
         self.limits = limits
         self.audit_buffer = audit
         self.snapshot = snapshot
@@ -124,62 +120,51 @@ class LicensingService:
     ) -> Validated:
         email = normalize_email(email)
         self._check_limits(call, email)
+        processed = fingerprint is not None and not skip_machine_update
         try:
             # Autocommit: a (usually cached) read and a deferred stamp; a device
             # change gets its own transaction so the switch, its audit and its
             # email land together or not at all.
-            with self._tx(call.now, atomic=False) as tx:
-                customer = self._authenticate(tx, call, email, token, "validation")
-                return self._validate_in(tx, call, customer, fingerprint, skip_machine_update)
+            with self._tx(call.now, atomic=False) as uow:
+                customer = self._authenticate(uow, call, email, token, "validation")
+                good = self._require_active(customer, call, "validation")
+                new_hash = _changed_device(customer, fingerprint) if processed else None
+                if new_hash is None:
+                    uow.licenses.record_validation(customer.id, call.now)
+            machine_changed = False if new_hash is None else self._switch(call, customer, new_hash)
         except Unavailable:
             return self._validate_degraded(call, email, token)
-
-    def _validate_in(
-        self,
-        tx: Tx,
-        call: Call,
-        customer: CustomerRecord,
-        fingerprint: str | None,
-        skip_machine_update: bool,
-    ) -> Validated:
-        good = self._require_active(customer, call, "validation")
         tier = cache_tiers.tier_for(
             active=True, last_validation=customer.last_validation, now=call.now
         )
-        machine_changed: bool | None = False
-        processed = fingerprint is not None and not skip_machine_update
-        if processed:
-            assert fingerprint is not None
-            machine_changed = self._fingerprint(call, customer, fingerprint)
-        tx.record_validation(customer.id, call.now)
         self._audit(call, "validation", "success", customer.id)
         return Validated(customer, good, tier, machine_changed, processed, False)
 
-    def _fingerprint(self, call: Call, customer: CustomerRecord, fingerprint: str) -> bool | None:
-        """Store a new device's fingerprint hash; a change from a known device is
-        audited and emailed in the same transaction. None on first activation."""
-        new_hash = hash_fingerprint(fingerprint)
+    def _switch(self, call: Call, customer: CustomerRecord, new_hash: str) -> bool | None:
+        """Store a new device's fingerprint hash, with the validation's stamp; a
+        change from a known device is audited and emailed in the same
+        transaction. None on first activation. Never inside another unit: one
+        connection serves every request, so a nested scope would commit or roll
+        back its caller's."""
         stored = customer.machine_fingerprint
-        if stored == new_hash:
-            return False
-        with self.store.transaction() as tx:
-            tx.set_fingerprint(customer.id, new_hash)
+        with self._tx(call.now) as uow:
+            uow.licenses.set_fingerprint(customer.id, new_hash)
             if stored is not None:
-                self._machine_switch(tx, call, customer, "validation from a new device")
+                self._machine_switch(uow, call, customer, "validation from a new device")
+            uow.licenses.record_validation(customer.id, call.now)
         return None if stored is None else True
 
     def _validate_degraded(self, call: Call, email: str, token: str) -> Validated:
         """Answer from the last-known-good snapshot while the database is out."""
         known = self.snapshot.get(email)
         if known is None:
-            raise self._unavailable(call.now)
+            raise self.guard.unavailable(call.now)
         if not tokens_match(token, known.unlock_token):
             self._credential_failure(call, email, known.id, "validation")
         good = standing(known.subscription_status, known.current_period_end, call.now)
         self._audit(call, "validation", "degraded" if good.is_active else "inactive", known.id)
         if not good.is_active:
-            info = subscription_info(known, call.now)
-            raise SubscriptionInactive("Subscription is not active", info)
+            raise SubscriptionInactive("Subscription is not active", known, call.now)
         return Validated(known, good, cache_tiers.MINIMAL, False, False, True)
 
     def instant(
@@ -188,8 +173,8 @@ class LicensingService:
         """First validation right after checkout: the Stripe session id is the credential."""
         email = normalize_email(email)
         self._check_limits(call, email)
-        with self._tx(call.now, atomic=False) as tx:
-            customer = tx.customer_by_email(email)
+        with self._tx(call.now, atomic=False) as uow:
+            customer = uow.licenses.by_email(email)
             expected = customer.stripe_session_id if customer is not None else None
             presented_ok = tokens_match(stripe_session_id, expected or _ABSENT_TOKEN)
             if customer is None or expected is None or not presented_ok:
@@ -201,9 +186,11 @@ class LicensingService:
             if not good.is_active:
                 self._audit(call, "instant_validation", "inactive", customer.id)
                 raise NoValidSubscription("No valid subscription found for this payment session")
-            changed = self._fingerprint(call, customer, fingerprint)
-            tx.record_validation(customer.id, call.now)
-            self._audit(call, "instant_validation", "success", customer.id)
+            new_hash = _changed_device(customer, fingerprint)
+            if new_hash is None:
+                uow.licenses.record_validation(customer.id, call.now)
+        changed = False if new_hash is None else self._switch(call, customer, new_hash)
+        self._audit(call, "instant_validation", "success", customer.id)
         self.snapshot.put(customer)
         return Validated(customer, good, cache_tiers.INSTANT, changed, True, False)
 
@@ -224,11 +211,11 @@ class LicensingService:
         self._check_limits(call, email)
         action = "session_takeover" if takeover else "session_start"
         try:
-            with self._tx(call.now) as tx:
-                customer = self._authenticate(tx, call, email, token, action)
+            with self._tx(call.now) as uow:
+                customer = self._authenticate(uow, call, email, token, action)
                 self._require_active(customer, call, action)
                 granted = self._start_in(
-                    tx, call, customer, session_id, fingerprint, device_info, action
+                    uow, call, customer, session_id, fingerprint, device_info, action
                 )
         except ConstraintViolation as exc:
             # Only reachable if another process won a race the IMMEDIATE
@@ -238,7 +225,7 @@ class LicensingService:
 
     def _start_in(
         self,
-        tx: Tx,
+        uow: UnitOfWork,
         call: Call,
         customer: CustomerRecord,
         session_id: str,
@@ -248,26 +235,26 @@ class LicensingService:
     ) -> SessionGranted:
         now = call.now
         takeover = action == "session_takeover"
-        existing = tx.session(session_id)
+        existing = uow.sessions.get(session_id)
         if existing is not None and existing.customer_id != customer.id:
             raise SessionIdTaken("This session id belongs to another license")
-        open_sessions = tx.open_sessions(customer.id)
+        open_sessions = uow.sessions.open_for(customer.id)
         kicked: tuple[str, ...] = ()
         if takeover:
             kicked = plan_takeover(open_sessions, session_id)
-            tx.set_session_status(kicked, SessionStatus.KICKED, now)
-            self._machine_switch(tx, call, customer, "takeover", device_info.get("hostname"))
+            uow.sessions.set_status(kicked, SessionStatus.KICKED, now)
+            self._machine_switch(uow, call, customer, "takeover", device_info.get("hostname"))
         else:
             decision = plan_start(open_sessions, session_id, now)
             if isinstance(decision, Conflict):
                 raise _conflict(decision.holder)
-            tx.set_session_status(decision.expire, SessionStatus.EXPIRED, now)
+            uow.sessions.set_status(decision.expire, SessionStatus.EXPIRED, now)
         record = SessionRecord(
             session_id, customer.id, SessionStatus.ACTIVE, now, json.dumps(device_info)
         )
-        tx.start_session(record, hash_fingerprint(fingerprint), call.client_address, now)
+        uow.sessions.start(record, hash_fingerprint(fingerprint), call.client_address, now)
         details = {"session_id": session_id, "kicked": list(kicked)} if takeover else None
-        tx.audit([audit_entry(call, action, "success", customer.id, details)])
+        uow.audit.record([audit_entry(call, action, "success", customer.id, details)])
         return SessionGranted(customer, session_id, device_info, takeover, kicked)
 
     def heartbeat(
@@ -284,28 +271,28 @@ class LicensingService:
     def _heartbeat_tx(
         self, call: Call, session_id: str, email: str | None, token: str | None
     ) -> tuple[HeartbeatOutcome, SessionRecord | None]:
-        with self._tx(call.now) as tx:
-            owner = self._optional_owner(tx, call, email, token, "session_heartbeat")
-            record = tx.session(session_id)
+        with self._tx(call.now) as uow:
+            owner = self._optional_owner(uow, call, email, token, "session_heartbeat")
+            record = uow.sessions.get(session_id)
             if record is not None and owner is not None and record.customer_id != owner.id:
                 record = None  # another license's session: do not reveal it exists
             outcome = plan_heartbeat(record, call.now)
             if record is None or outcome is not HeartbeatOutcome.ALIVE:
                 if outcome is HeartbeatOutcome.EXPIRED and record is not None:
-                    tx.set_session_status([session_id], SessionStatus.EXPIRED, call.now)
+                    uow.sessions.set_status([session_id], SessionStatus.EXPIRED, call.now)
                 return outcome, record
-            customer = owner or tx.customer_by_id(record.customer_id)
+            customer = owner or uow.licenses.by_id(record.customer_id)
             assert customer is not None
             self._require_active(customer, call, "session_heartbeat")
-            tx.touch_session(session_id, call.now)
+            uow.sessions.touch(session_id, call.now)
             return outcome, record
 
     def end_session(
         self, call: Call, session_id: str, email: str | None = None, token: str | None = None
     ) -> SessionRecord:
-        with self._tx(call.now) as tx:
-            owner = self._optional_owner(tx, call, email, token, "session_end")
-            record = tx.session(session_id)
+        with self._tx(call.now) as uow:
+            owner = self._optional_owner(uow, call, email, token, "session_end")
+            record = uow.sessions.get(session_id)
             if record is None or (owner is not None and record.customer_id != owner.id):
                 raise SessionNotFound("Session not found")
             if record.status == SessionStatus.KICKED:
@@ -313,16 +300,16 @@ class LicensingService:
                 raise SessionKicked("Session was taken over by another device")
             outcome = "success" if record.status == SessionStatus.ACTIVE else "already_closed"
             if record.status == SessionStatus.ACTIVE:
-                tx.set_session_status([session_id], SessionStatus.ENDED, call.now)
-            tx.audit([audit_entry(call, "session_end", outcome, record.customer_id)])
+                uow.sessions.set_status([session_id], SessionStatus.ENDED, call.now)
+            uow.audit.record([audit_entry(call, "session_end", outcome, record.customer_id)])
         return replace(record, status=SessionStatus.ENDED)
 
     def authenticate(self, call: Call, email: str, token: str, action: str) -> CustomerRecord:
         """Credentials only (rate-limited and audited like a validation)."""
         email = normalize_email(email)
         self._check_limits(call, email)
-        with self._tx(call.now, atomic=False) as tx:
-            return self._authenticate(tx, call, email, token, action)
+        with self._tx(call.now, atomic=False) as uow:
+            return self._authenticate(uow, call, email, token, action)
 
     # --------------------------------------------------------- state changes
 
@@ -332,16 +319,18 @@ class LicensingService:
         """Commit a status change and, in the same step, the snapshot the
         breaker answers from, so no degraded answer can contradict it."""
         target = SubscriptionStatus(status)  # ValueError for a status the schema refuses
-        with self._tx(call.now) as tx:
-            if tx.customer_by_id(customer_id) is None:
+        with self._tx(call.now) as uow:
+            if uow.licenses.by_id(customer_id) is None:
                 raise LookupError(f"no customer {customer_id}")
-            tx.set_subscription_status(customer_id, target.value, call.now)
-            customer_before = tx.customer_by_id(customer_id)
+            uow.licenses.set_status(customer_id, target.value, call.now)
+            customer_before = uow.licenses.by_id(customer_id)
             assert customer_before is not None
-            tx.billing.note_license_change(customer_before.email, call.now)
+            uow.billing.note_license_change(customer_before.email, call.now)
             details = {"reason": reason}
-            tx.audit([audit_entry(call, "status_change", target.value, customer_id, details)])
-            customer = tx.customer_by_id(customer_id)
+            uow.audit.record(
+                [audit_entry(call, "status_change", target.value, customer_id, details)]
+            )
+            customer = uow.licenses.by_id(customer_id)
         assert customer is not None
         self.snapshot.put(customer)
         return customer
@@ -356,10 +345,10 @@ class LicensingService:
         if not entries and not self.store.pending_writes():
             return 0
         try:
-            with self._tx(now) as tx:
+            with self._tx(now) as uow:
                 if entries:
-                    tx.audit(entries)
-                stamps = tx.flush_deferred(limit)
+                    uow.audit.record(entries)
+                stamps = uow.licenses.flush_validations(limit)
         except Unavailable:
             self.audit_buffer.put_back(entries)
             return 0
@@ -371,29 +360,19 @@ class LicensingService:
     def has_backlog(self) -> bool:
         return bool(len(self.audit_buffer) or self.store.pending_writes())
 
-    def pending_emails(self) -> int:
-        with self.store.autocommit() as tx:
-            return tx.pending_emails()
-
     def alive_sessions(self, now: datetime) -> int:
-        with self.store.autocommit() as tx:
-            return tx.alive_sessions(now - SESSION_TTL)
+        with self._tx(now, atomic=False) as uow:
+            return uow.sessions.count_alive(now - SESSION_TTL)
 
     # --------------------------------------------------------------- helpers
 
-    def _tx(self, now: datetime, *, atomic: bool = True) -> _Guarded:
+    def _tx(self, now: datetime, *, atomic: bool = True) -> Guarded:
         """A transaction (or autocommit scope) through the circuit breaker."""
-        return _Guarded(self, now, atomic)
+        return Guarded(self.guard, now, atomic)
 
-    def transaction(self, now: datetime) -> AbstractContextManager[Tx]:
+    def transaction(self, now: datetime) -> AbstractContextManager[UnitOfWork]:
         """A write transaction through the circuit breaker, for other use cases."""
-        return _Guarded(self, now, True)
-
-    def _unavailable(self, now: datetime) -> Unavailable:
-        retry = self.breaker.retry_after_seconds(now)
-        if self.breaker.state is BreakerState.CLOSED:
-            return DatabaseUnavailable("Database unavailable", retry_after=retry)
-        return BreakerOpen("Database circuit breaker is open", retry_after=retry)
+        return Guarded(self.guard, now, True)
 
     def _check_limits(self, call: Call, email: str) -> None:
         waits = [
@@ -406,9 +385,9 @@ class LicensingService:
             raise RateLimited("Too many failed attempts; try again later", retry_after=max(blocked))
 
     def _authenticate(
-        self, tx: Tx, call: Call, email: str, token: str, action: str
+        self, uow: UnitOfWork, call: Call, email: str, token: str, action: str
     ) -> CustomerRecord:
-        customer = tx.customer_by_email(email)
+        customer = uow.licenses.by_email(email)
         stored = customer.unlock_token if customer is not None else _ABSENT_TOKEN
         if not tokens_match(token, stored) or customer is None:
             self._credential_failure(call, email, customer.id if customer else None, action)
@@ -417,13 +396,13 @@ class LicensingService:
         return customer
 
     def _optional_owner(
-        self, tx: Tx, call: Call, email: str | None, token: str | None, action: str
+        self, uow: UnitOfWork, call: Call, email: str | None, token: str | None, action: str
     ) -> CustomerRecord | None:
         if email is None or token is None:
             return None
         email = normalize_email(email)
         self._check_limits(call, email)
-        return self._authenticate(tx, call, email, token, action)
+        return self._authenticate(uow, call, email, token, action)
 
     def _credential_failure(
         self, call: Call, email: str, customer_id: int | None, action: str
@@ -437,21 +416,19 @@ class LicensingService:
         good = standing(customer.subscription_status, customer.current_period_end, call.now)
         if not good.is_active:
             self._audit(call, action, "inactive", customer.id)
-            raise SubscriptionInactive(
-                "Subscription is not active", subscription_info(customer, call.now)
-            )
+            raise SubscriptionInactive("Subscription is not active", customer, call.now)
         return good
 
     def _machine_switch(
         self,
-        tx: Tx,
+        uow: UnitOfWork,
         call: Call,
         customer: CustomerRecord,
         reason: str,
         device: str | None = None,
     ) -> None:
-        tx.audit([audit_entry(call, "machine_switch", reason, customer.id)])
-        tx.enqueue_email(
+        uow.audit.record([audit_entry(call, "machine_switch", reason, customer.id)])
+        uow.outbox.enqueue(
             compose(
                 EmailType.MACHINE_SWITCH,
                 customer.email,
@@ -468,65 +445,12 @@ class LicensingService:
         self.audit_buffer.add(audit_entry(call, action, outcome, customer_id))
 
 
-class _Guarded:
-    """Reports each database outcome to the breaker. A domain error raised
-    inside (wrong token, conflict) means the database answered: a success."""
-
-    __slots__ = ("_atomic", "_inner", "_now", "_service")
-
-    def __init__(self, service: LicensingService, now: datetime, atomic: bool) -> None:
-        self._service = service
-        self._now = now
-        self._atomic = atomic
-        self._inner: AbstractContextManager[Tx] | None = None
-
-    def __enter__(self) -> Tx:
-        service, now = self._service, self._now
-        if not service.breaker.allow(now):
-            raise service._unavailable(now)
-        store = service.store
-        self._inner = inner = store.transaction() if self._atomic else store.autocommit()
-        try:
-            tx = inner.__enter__()
-        except StorageUnavailable as exc:
-            service.breaker.record_failure(now)
-            raise service._unavailable(now) from exc
-        if service.breaker.state is BreakerState.HALF_OPEN:
-            # The trial must reach the database: a cached read proves nothing.
-            try:
-                tx.ping()
-            except BaseException as exc:
-                self.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-        return tx
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> Literal[False]:
-        service, now = self._service, self._now
-        assert self._inner is not None
-        try:
-            # May raise StorageUnavailable or ConstraintViolation (translated SQL errors).
-            self._inner.__exit__(kind, error, trace)
-            if isinstance(error, StorageUnavailable):
-                raise error
-        except StorageUnavailable as exc:
-            service.breaker.record_failure(now)
-            raise service._unavailable(now) from exc
-        except ConstraintViolation:
-            service.breaker.record_success(now)
-            raise
-        except BaseException:
-            service.breaker.release()
-            raise
-        if error is None or isinstance(error, LicensingError | ConstraintViolation):
-            service.breaker.record_success(now)  # the database answered, whatever the request
-        else:
-            service.breaker.release()  # a bug or a cancellation says nothing about the database
-        return False
+def _changed_device(customer: CustomerRecord, fingerprint: str | None) -> str | None:
+    """The new fingerprint's hash, or None when the stored one matches."""
+    if fingerprint is None:
+        return None
+    new_hash = hash_fingerprint(fingerprint)
+    return None if new_hash == customer.machine_fingerprint else new_hash
 
 
 def audit_entry(
@@ -543,7 +467,7 @@ def audit_entry(
 
 def _conflict(holder: SessionRecord) -> SessionConflict:
     device = json.loads(holder.device_info) if holder.device_info else None
-    return SessionConflict(iso(holder.last_heartbeat) or "", device)
+    return SessionConflict(holder.last_heartbeat, device)
 
 
 def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
@@ -560,27 +484,3 @@ def _heartbeat_error(outcome: HeartbeatOutcome) -> Exception:
 
 def display_name(name: str | None, email: str) -> str:
     return name or email.split("@", 1)[0]
-
-
-def iso(when: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a Z, exactly as orjson writes the datetimes of a response."""
-    if when is None:
-        return None
-    return when.isoformat().replace("+00:00", "Z")
-
-
-def subscription_info(customer: CustomerRecord, now: datetime) -> dict[str, Any]:
-    """POSPal's detailed subscription status object."""
-    good = standing(customer.subscription_status, customer.current_period_end, now)
-    period_end = customer.current_period_end
-    return {
-        "isActive": good.is_active,
-        "status": good.reported_status,
-        "billingPeriodExpired": period_end is not None and period_end <= now,
-        "subscriptionId": customer.subscription_id,
-        "lastSeen": iso(customer.last_seen),
-        "lastValidation": iso(customer.last_validation),
-        "currentPeriodEnd": iso(period_end),
-        "nextBillingDate": iso(customer.next_billing_date),
-        "daysRemaining": days_remaining(customer.next_billing_date or period_end, now),
-    }

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from licensing_service.service.emails import render
-from licensing_service.service.errors import StorageUnavailable
-from licensing_service.service.ports import QueuedEmail, Store, Tx
+from licensing_service.service.errors import Unavailable
+from licensing_service.service.guard import StoreGuard
+from licensing_service.service.ports import QueuedEmail, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,12 @@ class DeliveryReport:
 class Deliverer:
     def __init__(
         self,
-        store: Store,
+        guard: StoreGuard,
         transport: EmailTransport,
         backoff: Backoff | None = None,
         lease: timedelta = timedelta(minutes=2),
     ) -> None:
-        self.store = store
+        self.guard = guard
         self.transport = transport
         self.backoff = backoff or Backoff()
         # How long a claimed email is left to this process before another may send it.
@@ -74,9 +75,9 @@ class Deliverer:
 
     async def run_once(self, now: datetime, batch: int = 50) -> DeliveryReport:
         try:
-            with self.store.transaction() as tx:
-                due = tx.claim_due_emails(now, batch, self.lease)
-        except StorageUnavailable:
+            with self.guard.transaction(now) as uow:
+                due = uow.outbox.claim_due(now, batch, self.lease)
+        except Unavailable:
             return DeliveryReport()
         report = DeliveryReport()
         for email in due:
@@ -90,22 +91,22 @@ class Deliverer:
         except DeliveryError as exc:
             failure = exc
         else:
-            self._record(lambda tx: tx.mark_email_delivered(email.id, provider_id, now))
+            self._record(now, lambda uow: uow.outbox.mark_delivered(email.id, provider_id, now))
             return DeliveryReport(delivered=1)
         reason = str(failure)
         log.warning("email %s (%s) not delivered: %s", email.id, email.email_type, reason)
         if failure.permanent:
-            self._record(lambda tx: tx.mark_email_failed(email.id, reason))
+            self._record(now, lambda uow: uow.outbox.mark_failed(email.id, reason))
             return DeliveryReport(failed=1)
         when = now + self.backoff.after(email.attempts + 1)
-        self._record(lambda tx: tx.mark_email_retry(email.id, reason, when))
+        self._record(now, lambda uow: uow.outbox.mark_retry(email.id, reason, when))
         return DeliveryReport(retried=1)
 
-    def _record(self, write: Callable[[Tx], None]) -> None:
+    def _record(self, now: datetime, write: Callable[[UnitOfWork], None]) -> None:
         # A delivery whose outcome cannot be written stays pending and is sent
         # again: duplicate mail is better than lost mail.
         try:
-            with self.store.transaction() as tx:
-                write(tx)
-        except StorageUnavailable:
+            with self.guard.transaction(now) as uow:
+                write(uow)
+        except Unavailable:
             log.warning("could not record an email delivery outcome; it will be retried")

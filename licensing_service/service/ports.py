@@ -92,8 +92,42 @@ class WebhookEventRow:
     received_at: datetime
 
 
-class BillingTx(Protocol):
-    """Webhook claims and the billing state, inside the same transaction as
+@dataclass(frozen=True, slots=True)
+class CheckoutLink:
+    session_id: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortalLink:
+    url: str
+    customer_id: str  # the Stripe customer used (created if it was missing)
+    created_customer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutPrice:
+    price_id: str | None  # a configured Stripe Price; None sends inline price_data
+    unit_amount: int = 2000  # cents: €20/month by default
+    currency: str = "eur"
+    interval: str = "month"
+    product_name: str = "POSPal subscription"
+
+
+class BillingApi(Protocol):
+    """Stripe's API, as the service uses it (adapters.stripe_api.StripeBilling)."""
+
+    async def create_checkout_session(
+        self, *, email: str, price: CheckoutPrice, success_url: str, cancel_url: str
+    ) -> CheckoutLink: ...
+    async def create_portal_session(
+        self, *, stripe_customer_id: str | None, email: str, name: str | None, return_url: str
+    ) -> PortalLink: ...
+    async def aclose(self) -> None: ...
+
+
+class BillingRepository(Protocol):
+    """Webhook claims and the billing state, inside the same unit of work as
     the license changes they cause."""
 
     def webhook_event(self, event_id: str) -> WebhookEventRow | None: ...
@@ -138,90 +172,97 @@ class BillingTx(Protocol):
     def stripe_customer_id(self, customer_id: int) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CheckoutLink:
-    session_id: str
-    url: str
+class LicenseRepository(Protocol):
+    """Customers (licenses): the rows every validation reads."""
 
-
-@dataclass(frozen=True, slots=True)
-class PortalLink:
-    url: str
-    customer_id: str  # the Stripe customer used (created if it was missing)
-    created_customer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutPrice:
-    price_id: str | None  # a configured Stripe Price; None sends inline price_data
-    unit_amount: int = 2000  # cents: €20/month by default
-    currency: str = "eur"
-    interval: str = "month"
-    product_name: str = "POSPal subscription"
-
-
-class BillingApi(Protocol):
-    """Stripe's API, as the service uses it (adapters.stripe_api.StripeBilling)."""
-
-    async def create_checkout_session(
-        self, *, email: str, price: CheckoutPrice, success_url: str, cancel_url: str
-    ) -> CheckoutLink: ...
-    async def create_portal_session(
-        self, *, stripe_customer_id: str | None, email: str, name: str | None, return_url: str
-    ) -> PortalLink: ...
-    async def aclose(self) -> None: ...
-
-
-class Tx(Protocol):
-    """One database transaction (a unit of work)."""
-
-    @property
-    def billing(self) -> BillingTx: ...
-
-    def ping(self) -> None: ...
-    def customer_by_email(self, email: str) -> CustomerRecord | None: ...
-    def customer_by_id(self, customer_id: int) -> CustomerRecord | None: ...
-    def insert_customer(self, customer: NewCustomer, now: datetime) -> int: ...
+    def by_email(self, email: str) -> CustomerRecord | None: ...
+    def by_id(self, customer_id: int) -> CustomerRecord | None: ...
+    def insert(self, customer: NewCustomer, now: datetime) -> int: ...
     def record_validation(self, customer_id: int, now: datetime) -> None:
-        """May be deferred by the adapter until ``flush_deferred``."""
+        """May be deferred by the adapter until ``flush_validations``."""
+        ...
+
+    def flush_validations(self, limit: int | None = None) -> int:
+        """Write deferred validation stamps (at most ``limit``); returns how many."""
         ...
 
     def set_fingerprint(self, customer_id: int, fingerprint: str) -> None: ...
+    def set_status(self, customer_id: int, status: str, now: datetime) -> None: ...
 
-    def flush_deferred(self, limit: int | None = None) -> int: ...
-    def set_subscription_status(self, customer_id: int, status: str, now: datetime) -> None: ...
-    def open_sessions(self, customer_id: int) -> list[SessionRecord]: ...
-    def session(self, session_id: str) -> SessionRecord | None: ...
-    def set_session_status(
-        self, session_ids: Sequence[str], status: str, now: datetime
-    ) -> None: ...
-    def start_session(
+
+class SessionRepository(Protocol):
+    """Device sessions; at most one ``active`` per license is a constraint."""
+
+    def get(self, session_id: str) -> SessionRecord | None: ...
+    def open_for(self, customer_id: int) -> list[SessionRecord]: ...
+    def start(
         self,
         record: SessionRecord,
         fingerprint: str | None,
         client_address: str | None,
         now: datetime,
-    ) -> None: ...
-    def touch_session(self, session_id: str, now: datetime) -> None: ...
-    def alive_sessions(self, since: datetime) -> int: ...
-    def audit(self, entries: Sequence[AuditEntry]) -> None: ...
-    def enqueue_email(self, email: NewEmail, now: datetime) -> bool: ...
-    def claim_due_emails(
-        self, now: datetime, limit: int, lease: timedelta
-    ) -> list[QueuedEmail]: ...
-    def mark_email_delivered(self, email_id: int, provider_id: str, now: datetime) -> None: ...
-    def mark_email_retry(self, email_id: int, error: str, next_attempt: datetime) -> None: ...
-    def mark_email_failed(self, email_id: int, error: str) -> None: ...
-    def outbox(self, limit: int, recipients: Sequence[str] = ()) -> list[dict[str, Any]]: ...
-    def pending_emails(self) -> int: ...
+    ) -> None:
+        """Insert, or restart the license's own session of that id; raises
+        ConstraintViolation (at the latest when the unit ends) for a second
+        active session of one license."""
+        ...
+
+    def set_status(self, session_ids: Sequence[str], status: str, now: datetime) -> None: ...
+    def touch(self, session_id: str, now: datetime) -> None: ...
+    def count_alive(self, since: datetime) -> int: ...
+
+
+class OutboxRepository(Protocol):
+    """Emails waiting to be delivered (``email_log``)."""
+
+    def enqueue(self, email: NewEmail, now: datetime) -> bool:
+        """Queue an email; False when its dedupe key was already queued."""
+        ...
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[QueuedEmail]: ...
+    def mark_delivered(self, email_id: int, provider_id: str, now: datetime) -> None: ...
+    def mark_retry(self, email_id: int, error: str, next_attempt: datetime) -> None: ...
+    def mark_failed(self, email_id: int, error: str) -> None: ...
+    def listing(self, limit: int, recipients: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Rows as the harness shows them (timestamps as stored)."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+
+class AuditRepository(Protocol):
+    def record(self, entries: Sequence[AuditEntry]) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction (or one autocommit scope), reached by topic."""
+
+    @property
+    def licenses(self) -> LicenseRepository: ...
+    @property
+    def sessions(self) -> SessionRepository: ...
+    @property
+    def billing(self) -> BillingRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    def ping(self) -> None:
+        """Reach the database itself (a cached read proves nothing)."""
+        ...
 
 
 class Store(Protocol):
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """A write transaction; commits on normal exit, rolls back on error."""
+    """Where units of work come from: one implementation per database."""
+
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        """A write transaction; commits on normal exit, rolls back on error
+        (raising ConstraintViolation or StorageUnavailable for what the
+        database refused)."""
         ...
 
-    def autocommit(self) -> AbstractContextManager[Tx]:
+    def autocommit(self) -> AbstractContextManager[UnitOfWork]:
         """Statements that each commit alone (a read, then at most one write)."""
         ...
 
@@ -231,6 +272,8 @@ class Store(Protocol):
         """Writes accepted but not yet committed (group commit)."""
         ...
 
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None: ...
+    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(emails)`` with the licenses another process changed."""
+        ...
 
     def close(self) -> None: ...

@@ -50,7 +50,7 @@ from licensing_service.service.licensing import (
     audit_entry,
     display_name,
 )
-from licensing_service.service.ports import AuditEntry, CustomerRecord, NewCustomer, Tx
+from licensing_service.service.ports import AuditEntry, CustomerRecord, NewCustomer, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,15 @@ class WebhookService:
     def receive(self, call: Call, body: bytes, signature: str | None) -> WebhookResult:
         header = self._verified_header(call, body, signature)
         try:
-            with self.licensing.transaction(call.now) as tx:
-                claim = self._claim(tx, header, call.now)
+            with self.licensing.transaction(call.now) as uow:
+                claim = self._claim(uow, header, call.now)
                 if claim is Claim.DUPLICATE:
                     return WebhookResult(header.id, header.type, "duplicate")
-                applied = self._apply(tx, call, header)
+                applied = self._apply(uow, call, header)
                 # After the effects, so an injected failure proves they roll back.
                 self.faults.check(header.id)
                 customer_id = applied.customer.id if applied.customer else None
-                tx.billing.finish_event(header.id, applied.outcome, customer_id, call.now)
+                uow.billing.finish_event(header.id, applied.outcome, customer_id, call.now)
         except LicensingError:
             raise  # in progress, or the database is unavailable: nothing to record
         except PayloadInvalid as exc:
@@ -157,8 +157,8 @@ class WebhookService:
         except PayloadInvalid as exc:
             raise WebhookPayloadInvalid(exc.field, exc.message) from None
 
-    def _claim(self, tx: Tx, header: EventHeader, now: datetime) -> Claim:
-        billing = tx.billing
+    def _claim(self, uow: UnitOfWork, header: EventHeader, now: datetime) -> Claim:
+        billing = uow.billing
         row = billing.webhook_event(header.id)
         claim = decide_claim(
             row.status if row else None,
@@ -179,28 +179,28 @@ class WebhookService:
             )
         return claim
 
-    def _apply(self, tx: Tx, call: Call, header: EventHeader) -> _Applied:
+    def _apply(self, uow: UnitOfWork, call: Call, header: EventHeader) -> _Applied:
         if header.type not in contract.HANDLED_EVENTS:
             return _Applied("unhandled", None)
         change = read_change(header)
         if change is None:
             return _Applied("ignored", None)
-        billing = tx.billing
+        billing = uow.billing
         merged = merge(billing.billing_state(change.stripe_customer_id), change.fact)
         state = merged.state
         billing.save_billing_state(change.stripe_customer_id, state, call.now)
-        customer = self._license(tx, call, change, state)
+        customer = self._license(uow, call, change, state)
         if customer is not None and state.status is not None:
             before = customer.subscription_status
             billing.apply_billing(customer.id, state, call.now)
             if before != state.status.value:
-                tx.audit([self._status_audit(call, customer.id, state, header)])
+                uow.audit.record([self._status_audit(call, customer.id, state, header)])
                 billing.note_license_change(customer.email, call.now)
-            customer = tx.customer_by_id(customer.id)
+            customer = uow.licenses.by_id(customer.id)
         if change.refund is not None:
             billing.record_refund(customer.id if customer else None, change.refund, call.now)
         for cause in change.emails:
-            self._queue_email(tx, call, cause, change, customer)
+            self._queue_email(uow, call, cause, change, customer)
         if change.fact.status is None:
             outcome = "recorded"
         else:
@@ -208,17 +208,17 @@ class WebhookService:
         return _Applied(outcome, customer)
 
     def _license(
-        self, tx: Tx, call: Call, change: StripeChange, state: BillingState
+        self, uow: UnitOfWork, call: Call, change: StripeChange, state: BillingState
     ) -> CustomerRecord | None:
         """The license this event concerns, linked to its Stripe customer; a
         completed checkout creates it (or re-links an existing one by email)."""
-        billing = tx.billing
+        billing = uow.billing
         customer = billing.license_for(change.stripe_customer_id, change.email)
         if change.checkout_session_id is not None:
             assert change.email is not None
-            customer = customer or tx.customer_by_email(change.email.strip().lower())
+            customer = customer or uow.licenses.by_email(change.email.strip().lower())
             if customer is None:
-                customer_id = tx.insert_customer(
+                customer_id = uow.licenses.insert(
                     NewCustomer(
                         email=change.email.strip().lower(),
                         name=change.name,
@@ -230,8 +230,8 @@ class WebhookService:
                     ),
                     call.now,
                 )
-                tx.audit([audit_entry(call, "license_created", "checkout", customer_id)])
-                return tx.customer_by_id(customer_id)
+                uow.audit.record([audit_entry(call, "license_created", "checkout", customer_id)])
+                return uow.licenses.by_id(customer_id)
             billing.link(
                 customer.id,
                 change.stripe_customer_id,
@@ -245,7 +245,7 @@ class WebhookService:
 
     def _queue_email(
         self,
-        tx: Tx,
+        uow: UnitOfWork,
         call: Call,
         cause: EmailCause,
         change: StripeChange,
@@ -266,12 +266,12 @@ class WebhookService:
             cause.dedupe_key,
             **params,
         )
-        tx.enqueue_email(email, call.now)
+        uow.outbox.enqueue(email, call.now)
 
     def _record_failure(self, header: EventHeader, error: str, now: datetime) -> None:
         try:
-            with self.licensing.transaction(now) as tx:
-                tx.billing.fail_event(header.id, header.type, error, now)
+            with self.licensing.transaction(now) as uow:
+                uow.billing.fail_event(header.id, header.type, error, now)
         except Exception as exc:  # the answer is 5xx either way; Stripe retries
             log.warning("could not record failure of %s: %s", header.id, type(exc).__name__)
 

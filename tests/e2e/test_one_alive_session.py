@@ -132,11 +132,11 @@ def _db_with_two_alive_sessions(tmp_path: Path, *, keep_guard: bool) -> Path:
     migrate(store.connection(), now)
     if not keep_guard:
         store.connection().execute("DROP INDEX uq_sessions_one_active")
-    with store.transaction() as tx:
-        cid = tx.insert_customer(NewCustomer("g@x.test", None, "POSPAL-G", "active"), now)
+    with store.transaction() as uow:
+        cid = uow.licenses.insert(NewCustomer("g@x.test", None, "POSPAL-G", "active"), now)
     for sid in ("one", "two"):
-        with store.transaction() as tx:
-            tx.start_session(SessionRecord(sid, cid, "active", now), None, None, now)
+        with store.transaction() as uow:
+            uow.sessions.start(SessionRecord(sid, cid, "active", now), None, None, now)
     store.close()
     return tmp_path / "guard.db"
 

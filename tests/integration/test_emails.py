@@ -12,18 +12,24 @@ from licensing_service.adapters.clock import ManualClock
 from licensing_service.adapters.email import ResendTransport, SinkTransport
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
+from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.service.emails import EmailType, compose
+from licensing_service.service.guard import StoreGuard
 from licensing_service.service.outbox import Backoff, Deliverer
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 API = "https://resend.test"
 
 
+def guarded(store: SqliteStore) -> StoreGuard:
+    return StoreGuard(store, CircuitBreaker())
+
+
 def store_with_welcome(tmp_path: Path) -> SqliteStore:
     store = SqliteStore(tmp_path / "mail.db")
     migrate(store.connection(), T0)
-    with store.transaction() as tx:
-        queued = tx.enqueue_email(
+    with store.transaction() as uow:
+        queued = uow.outbox.enqueue(
             compose(
                 EmailType.WELCOME,
                 "till@example.test",
@@ -34,7 +40,7 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
             ),
             T0,
         )
-        again = tx.enqueue_email(
+        again = uow.outbox.enqueue(
             compose(EmailType.WELCOME, "till@example.test", None, dedupe_key="evt_1:welcome"), T0
         )
     assert queued and not again  # one email per cause
@@ -42,8 +48,8 @@ def store_with_welcome(tmp_path: Path) -> SqliteStore:
 
 
 def row(store: SqliteStore) -> tuple[str, int, str | None, str | None]:
-    with store.transaction() as tx:
-        (email,) = tx.outbox(10)
+    with store.transaction() as uow:
+        (email,) = uow.outbox.listing(10)
     return (
         email["delivery_status"],
         email["attempts"],
@@ -53,7 +59,7 @@ def row(store: SqliteStore) -> tuple[str, int, str | None, str | None]:
 
 
 def deliver(store: SqliteStore, transport: object, now: datetime) -> object:
-    return asyncio.run(Deliverer(store, transport, Backoff()).run_once(now))  # type: ignore[arg-type]
+    return asyncio.run(Deliverer(guarded(store), transport, Backoff()).run_once(now))  # type: ignore[arg-type]
 
 
 def resend(client: httpx.AsyncClient) -> ResendTransport:
@@ -73,7 +79,7 @@ def test_transient_failures_are_retried_with_backoff_then_delivered(tmp_path: Pa
 
         async def run(now: datetime) -> object:
             async with httpx.AsyncClient(base_url=API) as client:
-                return await Deliverer(store, resend(client)).run_once(now)
+                return await Deliverer(guarded(store), resend(client)).run_once(now)
 
         asyncio.run(run(clock.now()))
         status, attempts, next_at, error = row(store)
@@ -100,7 +106,7 @@ def test_permanent_refusal_is_kept_as_failed_not_dropped(tmp_path: Path) -> None
 
         async def run() -> object:
             async with httpx.AsyncClient(base_url=API) as client:
-                return await Deliverer(store, resend(client)).run_once(T0)
+                return await Deliverer(guarded(store), resend(client)).run_once(T0)
 
         asyncio.run(run())
     status, attempts, _, error = row(store)

@@ -124,8 +124,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LicensingApp]:
 def requests_(app: LicensingApp) -> dict[str, bytes]:
     token = new_unlock_token()
     now = app.parts.clock.now()
-    with app.parts.store.transaction() as tx:
-        tx.insert_customer(
+    with app.parts.store.transaction() as uow:
+        uow.licenses.insert(
             NewCustomer(
                 email="framing@example.test",
                 name="Framing Till",

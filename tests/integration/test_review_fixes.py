@@ -15,15 +15,20 @@ from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.bootstrap import build_service
 from licensing_service.config import Settings
 from licensing_service.contract import routes
-from licensing_service.domain.breaker import BreakerState
+from licensing_service.domain.breaker import BreakerState, CircuitBreaker
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import Unavailable
+from licensing_service.service.guard import StoreGuard
 from licensing_service.service.outbox import Deliverer
 from licensing_service.service.ports import NewCustomer, QueuedEmail
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def guarded(store: SqliteStore) -> StoreGuard:
+    return StoreGuard(store, CircuitBreaker())
 
 
 def validate(client: httpx.Client, c: Customer, fingerprint: str) -> httpx.Response:
@@ -86,17 +91,17 @@ def deliver_with_two_workers(tmp_path: Path, lease: timedelta) -> list[str]:
     db = tmp_path / f"mail-{lease.total_seconds()}.db"
     first = SqliteStore(db, background_checkpoints=False)
     migrate(first.connection(), T0)
-    with first.transaction() as tx:
+    with first.transaction() as uow:
         for n in range(20):
-            tx.enqueue_email(compose(EmailType.REACTIVATION, f"t{n}@x.test", None), T0)
+            uow.outbox.enqueue(compose(EmailType.REACTIVATION, f"t{n}@x.test", None), T0)
     second = SqliteStore(db, background_checkpoints=False)
     sink = tmp_path / f"sink-{lease.total_seconds()}.jsonl"
 
     async def both() -> None:
         for _ in range(3):
             await asyncio.gather(
-                Deliverer(first, YieldingSink(sink), lease=lease).run_once(T0, batch=8),
-                Deliverer(second, YieldingSink(sink), lease=lease).run_once(T0, batch=8),
+                Deliverer(guarded(first), YieldingSink(sink), lease=lease).run_once(T0, batch=8),
+                Deliverer(guarded(second), YieldingSink(sink), lease=lease).run_once(T0, batch=8),
             )
 
     asyncio.run(both())
@@ -117,8 +122,8 @@ def test_a_half_open_trial_reaches_the_database_even_from_the_cache(tmp_path: Pa
     cache = CustomerCache(revalidate_seconds=3600)  # no data_version read to trip over
     store = SqliteStore(settings.db, background_checkpoints=False, cache=cache)
     migrate(store.connection(), T0)
-    with store.transaction() as tx:
-        tx.insert_customer(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)
+    with store.transaction() as uow:
+        uow.licenses.insert(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)
     service = build_service(settings, store)
     for _ in range(5):
         service.breaker.record_failure(T0)

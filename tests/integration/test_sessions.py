@@ -2,9 +2,9 @@ from typing import Any
 
 import httpx
 
+from licensing_service.api.render import iso
 from licensing_service.contract import routes
 from licensing_service.contract.models import LegacyResult, UnifiedError, UnifiedSuccess
-from licensing_service.service.licensing import iso
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 from tests.shapes import error_code, shaped

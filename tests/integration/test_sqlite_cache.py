@@ -39,14 +39,14 @@ def store(tmp_path: Path, ticks: Ticks) -> SqliteStore:
     cache = CustomerCache(revalidate_seconds=0.001, monotonic=ticks)
     s = SqliteStore(tmp_path / "c.db", background_checkpoints=False, cache=cache)
     migrate(s.connection(), T0)
-    with s.transaction() as tx:
-        tx.insert_customer(NewCustomer("a@x.test", "A", "POSPAL-AAAA", "active"), T0)
+    with s.transaction() as uow:
+        uow.licenses.insert(NewCustomer("a@x.test", "A", "POSPAL-AAAA", "active"), T0)
     return s
 
 
 def read(store: SqliteStore, email: str = "a@x.test"):  # type: ignore[no-untyped-def]
-    with store.autocommit() as tx:
-        return tx.customer_by_email(email)
+    with store.autocommit() as uow:
+        return uow.licenses.by_email(email)
 
 
 def test_another_connections_commit_is_seen_within_the_revalidation_window(
@@ -64,20 +64,20 @@ def test_another_connections_commit_is_seen_within_the_revalidation_window(
 
 def test_own_status_change_discards_the_cached_row(store: SqliteStore) -> None:
     record = read(store)
-    with store.transaction() as tx:
-        tx.set_subscription_status(record.id, "cancelled", T0)
+    with store.transaction() as uow:
+        uow.licenses.set_status(record.id, "cancelled", T0)
     assert read(store).subscription_status == "cancelled"
 
 
 def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) -> None:
     record = read(store)
-    with store.autocommit() as tx:
-        tx.record_validation(record.id, T0)
+    with store.autocommit() as uow:
+        uow.licenses.record_validation(record.id, T0)
     assert read(store).last_validation == T0  # from the cache, before any flush
     store.cache.clear()
     assert read(store).last_validation == T0  # re-read from disk, overlaid with the pending stamp
-    with store.transaction() as tx:
-        assert tx.flush_deferred() == 1
+    with store.transaction() as uow:
+        assert uow.licenses.flush_validations() == 1
     assert store.pending_writes() == 0
     row = (
         store.connection()
@@ -89,22 +89,22 @@ def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) 
 
 def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
     record = read(store)
-    with store.autocommit() as tx:
-        tx.record_validation(record.id, T0)
+    with store.autocommit() as uow:
+        uow.licenses.record_validation(record.id, T0)
 
     def flush_then_fail() -> None:
-        with store.transaction() as tx:
-            tx.flush_deferred()
+        with store.transaction() as uow:
+            uow.licenses.flush_validations()
             raise RuntimeError("commit never happens")
 
     with pytest.raises(RuntimeError):
         flush_then_fail()
     assert store.pending_writes() == 1
     later = T0 + timedelta(seconds=5)
-    with store.autocommit() as tx:
-        tx.record_validation(record.id, later)  # a newer stamp replaces the older one
-    with store.transaction() as tx:
-        tx.flush_deferred()
+    with store.autocommit() as uow:
+        uow.licenses.record_validation(record.id, later)  # a newer stamp replaces the older one
+    with store.transaction() as uow:
+        uow.licenses.flush_validations()
     last = store.connection().execute("SELECT last_validation FROM customers").fetchone()[0]
     assert last == "2026-03-01 00:00:05.000000"
 
@@ -143,9 +143,9 @@ def test_a_rolled_back_write_leaves_no_trace_in_the_cache(store: SqliteStore) ->
     record = read(store)
 
     def change_then_fail() -> None:
-        with store.transaction() as tx:
-            tx.set_subscription_status(record.id, "inactive", T0)
-            assert tx.customer_by_email("a@x.test").subscription_status == "inactive"
+        with store.transaction() as uow:
+            uow.licenses.set_status(record.id, "inactive", T0)
+            assert uow.licenses.by_email("a@x.test").subscription_status == "inactive"
             raise RuntimeError("rolled back")
 
     with pytest.raises(RuntimeError):
@@ -153,9 +153,9 @@ def test_a_rolled_back_write_leaves_no_trace_in_the_cache(store: SqliteStore) ->
     assert read(store).subscription_status == "active"
 
     def switch_then_fail() -> None:
-        with store.transaction() as tx:
-            tx.set_fingerprint(record.id, "new-hash")
-            tx.customer_by_email("a@x.test")
+        with store.transaction() as uow:
+            uow.licenses.set_fingerprint(record.id, "new-hash")
+            uow.licenses.by_email("a@x.test")
             raise RuntimeError("rolled back")
 
     with pytest.raises(RuntimeError):

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from licensing_service.adapters.sqltime import from_db, to_db
-from licensing_service.service.licensing import iso
+from licensing_service.api.render import iso
 
 
 @pytest.mark.parametrize(
