@@ -48,6 +48,7 @@ FORBIDDEN: Mapping[str, frozenset[str]] = {
 CONTRACT_ONLY = frozenset({"fixtures", "loadtests", "scenarios"})
 Cycles = tuple[tuple[str, ...], ...]
 
+
 @dataclass(frozen=True, slots=True)
 class Import:
     importer: str  # module name
