@@ -17,57 +17,25 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive, Scope, Send
 
+from licensing_service.api.messages import Handler as Handler
+from licensing_service.api.messages import Headers as Headers
+from licensing_service.api.messages import Incoming as Incoming
+from licensing_service.api.messages import InlineRoute as InlineRoute
+from licensing_service.api.messages import Outgoing as Outgoing
 from licensing_service.api.metrics import Metrics
 
 if TYPE_CHECKING:
     from licensing_service.api.cors import CorsPolicy
 
 log = logging.getLogger(__name__)
-
-Headers = list[tuple[bytes, bytes]]
-
-
-@dataclass(slots=True)
-class Incoming:
-    method: str
-    path: str
-    body: bytes
-    headers: Headers
-    client: str | None
-    query: bytes = b""
-
-    def header(self, name: bytes) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value.decode("latin-1")
-        return None
-
-
-@dataclass(slots=True)
-class Outgoing:
-    status: int
-    body: bytes
-    headers: Headers = field(default_factory=list)
-
-
-# Handlers are synchronous (the use cases are); the few that call out over
-# the network (Stripe) return an awaitable instead.
-Handler = Callable[[Incoming], Outgoing | Awaitable[Outgoing]]
-
-
-@dataclass(frozen=True, slots=True)
-class InlineRoute:
-    method: str
-    path: str
-    handler: Callable[[Incoming], Outgoing]
 
 
 class BodyTooLarge(Exception):

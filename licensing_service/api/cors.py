@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message
 
-from licensing_service.api.asgi import Incoming, Outgoing
+from licensing_service.api.messages import Incoming, Outgoing
 
 METHODS = ("GET", "POST", "OPTIONS")
 HEADERS = ("Content-Type", "Authorization")

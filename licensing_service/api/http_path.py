@@ -22,7 +22,7 @@ import orjson
 import uvicorn
 from uvicorn.logging import TRACE_LOG_LEVEL
 
-from licensing_service.api.asgi import Incoming, Outgoing
+from licensing_service.api.messages import Incoming, Outgoing
 
 # The minor series the accelerator's tests have passed on; pyproject.toml pins
 # the same. scripts/test-uvicorn-latest measures the newest release against it.
