@@ -35,6 +35,7 @@ from licensing_service.adapters.sqlite_cache import DeferredValidations
 from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import opt_to_db, to_db
 from licensing_service.domain.billing import BillingState
+from licensing_service.domain.credentials import normalize_email
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
 from licensing_service.domain.stripe_events import Refund
 from licensing_service.domain.subscription import SubscriptionStatus
@@ -318,7 +319,7 @@ class MemoryBilling:
     def license_for(self, stripe_customer_id: str, email: str | None) -> CustomerRecord | None:
         found = self._find(lambda r: r.stripe_customer_id == stripe_customer_id)
         if found is None and email is not None:
-            wanted = email.strip().lower()
+            wanted = normalize_email(email)
             found = self._find(lambda r: r.record.email == wanted and r.stripe_customer_id is None)
         return found
 

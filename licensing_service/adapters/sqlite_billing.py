@@ -13,6 +13,7 @@ from datetime import datetime
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.billing import BillingState, Version
+from licensing_service.domain.credentials import normalize_email
 from licensing_service.domain.stripe_events import Refund
 from licensing_service.domain.subscription import SubscriptionStatus
 from licensing_service.service.ports import CustomerRecord, WebhookEventRow
@@ -144,7 +145,7 @@ class SqliteBilling:
         found = self._licenses.where("stripe_customer_id = ?", (stripe_customer_id,))
         if found is None and email is not None:
             found = self._licenses.where(
-                "email = ? AND stripe_customer_id IS NULL", (email.strip().lower(),)
+                "email = ? AND stripe_customer_id IS NULL", (normalize_email(email),)
             )
         return found
 

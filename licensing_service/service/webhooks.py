@@ -24,7 +24,7 @@ import orjson
 
 from licensing_service.contract import stripe as contract
 from licensing_service.domain.billing import BillingState, merge
-from licensing_service.domain.credentials import new_unlock_token
+from licensing_service.domain.credentials import new_unlock_token, normalize_email
 from licensing_service.domain.stripe_events import (
     EmailCause,
     EmailKind,
@@ -216,11 +216,11 @@ class WebhookService:
         customer = billing.license_for(change.stripe_customer_id, change.email)
         if change.checkout_session_id is not None:
             assert change.email is not None
-            customer = customer or uow.licenses.by_email(change.email.strip().lower())
+            customer = customer or uow.licenses.by_email(normalize_email(change.email))
             if customer is None:
                 customer_id = uow.licenses.insert(
                     NewCustomer(
-                        email=change.email.strip().lower(),
+                        email=normalize_email(change.email),
                         name=change.name,
                         unlock_token=new_unlock_token(),
                         subscription_status=(state.status or "active"),
