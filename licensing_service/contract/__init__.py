@@ -4,7 +4,7 @@
 from here, never from the service's internals.
 """
 
-from licensing_service.contract import models, routes, stripe
+from licensing_service.contract import faults, models, routes, stripe
 from licensing_service.contract.errors import ERROR_SPECS, ErrorCode, ErrorSpec
 from licensing_service.contract.spec import ROUTES, RouteSpec, routes_for
 
@@ -14,6 +14,7 @@ __all__ = [
     "ErrorCode",
     "ErrorSpec",
     "RouteSpec",
+    "faults",
     "models",
     "routes",
     "routes_for",

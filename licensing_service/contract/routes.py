@@ -21,6 +21,8 @@ OPENAPI: Final = "/openapi.json"
 HARNESS_CLOCK: Final = "/__harness__/clock"
 HARNESS_EMAILS: Final = "/__harness__/emails"
 HARNESS_DB_FAULT: Final = "/__harness__/db-fault"
+# Every injected fault (database, Stripe, email, webhook): see contract.faults.
+HARNESS_FAULTS: Final = "/__harness__/faults"
 
 API_VERSION: Final = "2.0"
 
