@@ -1,1 +1,1 @@
-"""Outage rehearsals: network faults, webhook storms, crash-restart and the runner that plays them."""
+"""Outage rehearsals: network faults, webhook storms, crash-restart, and their runner."""

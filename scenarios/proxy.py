@@ -184,7 +184,8 @@ class FaultProxy:
         await self._stopped.wait()
 
     async def _shutdown(self) -> None:
-        assert self._server is not None and self._stopped is not None
+        assert self._server is not None
+        assert self._stopped is not None
         self._server.close()
         for conn in list(self._conns):
             self._abort(conn)
@@ -284,9 +285,7 @@ class FaultProxy:
             queue.put_nowait(None)
             await deliverer
 
-    async def _deliver(
-        self, conn: _Conn, queue: asyncio.Queue[tuple[float, bytes] | None]
-    ) -> None:
+    async def _deliver(self, conn: _Conn, queue: asyncio.Queue[tuple[float, bytes] | None]) -> None:
         loop = asyncio.get_running_loop()
         while (item := await queue.get()) is not None:
             due, chunk = item

@@ -88,7 +88,7 @@ class LeakyProxy(FaultProxy):
 def test_the_probe_fails_a_black_hole_that_still_forwards(server: LiveServer):
     with LeakyProxy(upstream=("127.0.0.1", server.port)) as leaky:
         leaky.set(blackhole=True)
-        with pytest.raises(ProxyError, match="saw the connection answered.*expected silent"):
+        with pytest.raises(ProxyError, match=r"saw the connection answered.*expected silent"):
             expect_seen(leaky.port, Seen.SILENT)
     with FaultProxy(upstream=("127.0.0.1", server.port)) as sound:
         sound.set(blackhole=True)
