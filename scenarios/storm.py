@@ -89,6 +89,9 @@ class StormConfig:
     tick_seconds: float = 1.0  # attempts due within this much clock time go out together
     timeout_seconds: float = 10.0  # per attempt, as Stripe waits for an answer
     deadline_seconds: float = 900.0  # wall time for the whole storm
+    # Wall time waited after the last answer, before judging: how long a target
+    # that commits after it answers is given (the reference service needs none).
+    settle_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -240,6 +243,8 @@ def run_storm(
         started = time.perf_counter()
         asyncio.run(engine.run())
         wall = time.perf_counter() - started
+        if config.settle_seconds > 0:
+            time.sleep(config.settle_seconds)
         return _judged(engine, target, db, wall)
     finally:
         target.close()
