@@ -256,7 +256,8 @@ def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> St
     stored = read_stored(db, stream.oracle) if db is not None else None
     findings: Findings = judge(engine.attempts, stream.events, stream.oracle, stored)
     states = final_state_mismatches(target, stream.oracle)
-    examples = [*findings.all(), *states]
+    # What makes the whole run doubtful first, then one line per problem.
+    examples = []
     if engine.outage_windows and engine.refused_in_outage == 0:
         examples.append("the outage refused no delivery: the storm tested no retry")
     if engine.deadline_hit:
@@ -264,6 +265,7 @@ def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> St
             f"the storm stopped at its deadline ({engine.config.deadline_seconds:g} s of wall"
             f" time) with {engine.pending} attempts still pending"
         )
+    examples += [*findings.all(), *states]
     return StormResult(
         events=len(stream.events),
         deliveries=len(stream.deliveries),
