@@ -5,6 +5,7 @@ event. The retries follow the schedule, on the test clock, in seconds of wall ti
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -64,7 +65,7 @@ def gaps(timeline: list[Sent]) -> list[tuple[int, float]]:
     out = []
     for sends in by_delivery.values():
         sends.sort(key=lambda s: s.attempt)
-        out += [(a.attempt, b.at - a.at) for a, b in zip(sends, sends[1:], strict=False)]
+        out += [(a.attempt, b.at - a.at) for a, b in itertools.pairwise(sends)]
     return out
 
 
