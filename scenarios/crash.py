@@ -1,6 +1,6 @@
 """kill -9 in the middle of a webhook storm, restart on the same database, go on.
 
-``run_crash_restart``:
+``run_crash_restart`` plays it.
 
 The storm is :mod:`scenarios.storm`'s (the same stream, oracle, test clock and
 Stripe retry schedule), sent to a service this module kills with SIGKILL at
