@@ -12,6 +12,7 @@ import pytest
 import respx
 import stripe
 
+from fixtures.stripe.api_server import DEFAULT_KEY, FakeStripeServer
 from fixtures.stripe.fake_api import FakeStripe
 from licensing_service.contract import routes
 from licensing_service.contract.faults import FaultsView, fault_names
@@ -358,3 +359,26 @@ def test_stripe_latency_under_the_timeout_only_slows_checkout(
     started = time.perf_counter()
     assert checkout(http).status_code == 200
     assert time.perf_counter() - started >= 0.15
+
+
+def test_a_harness_service_reaches_the_fake_stripe_over_http(
+    make_server: Callable[..., LiveServer],
+) -> None:
+    """What a rehearsal does across processes: STRIPE_API_BASE and STRIPE_SECRET_KEY
+    point the service at ``licensing-harness stripe api``; checkout answers 200
+    before the fault, 503 during it and 200 after."""
+    with FakeStripeServer() as fake_server:
+        server = make_server(
+            stripe_secret_key=DEFAULT_KEY,
+            stripe_api_base=fake_server.url,
+            stripe_max_retries=0,
+        )
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            before = checkout(http)
+            assert before.status_code == 200, before.text
+            assert fake_server.fake is not None
+            assert len(fake_server.fake.requests_to("POST", "/v1/checkout/sessions")) == 1
+            faults(http, {"stripe": {"errors": True}})
+            assert checkout(http).status_code == 503
+            faults(http, {"clear": True})
+            assert checkout(http).status_code == 200
