@@ -6,11 +6,12 @@ gives the oracle of every license's final state and emails), plans their
 deliveries with duplicates and local reordering (``delivery.plan``), and sends
 them to a service started with ``--test-clock``. For ``outage_seconds`` of the
 storm, from ``outage_start_seconds``, the service answers every webhook 5xx
-(``/__harness__/faults`` ``{"webhook": {"reject": true}}``; ``outage="db"`` makes
-every database call fail instead). Each delivery not answered 2xx is retried as
-Stripe retries (``fixtures.stripe.retries.STRIPE_LIVE``: exponential backoff from
-one minute, for up to three days), the same event id and body, re-signed with a
-fresh timestamp (``Sender.attempt`` signs each attempt at send time). Afterwards
+(``/__harness__/faults`` ``{"webhook": {"reject": true}}``: 503; ``outage="db"``
+makes every database call fail instead, ``{"db": {"errors": true}}``). Each
+delivery not answered 2xx is retried as Stripe retries
+(``fixtures.stripe.retries.STRIPE_LIVE``: exponential backoff from one minute,
+for up to three days), the same event id and body, re-signed with a fresh
+timestamp (``Sender.attempt`` signs each attempt at send time). Afterwards
 the judges (``scenarios.storm_judge``) say whether every event was processed
 exactly once, every license ends where the oracle says, and, given the database
 file, whether each acknowledged event, audit row and email is there once.
@@ -58,6 +59,7 @@ from fixtures.stripe.lifecycle import MONTH, ExpectedLicense, SimulatedStream, s
 from fixtures.stripe.retries import STRIPE_LIVE, RetrySchedule
 from fixtures.stripe.sender import Attempt, Sender, SenderOptions
 from licensing_service.contract import routes
+from licensing_service.contract.faults import DbFault, FaultsRequest, WebhookFault
 from loadtests.harness.checks.target import Target
 from loadtests.harness.checks.webhook_idempotency import final_state_mismatches, retag
 from scenarios.storm_db import read_stored
@@ -490,20 +492,15 @@ class _Engine:
     async def _apply_outage(self, on: bool) -> None:
         cfg = self.config
         if cfg.outage == "webhook":
-            body: dict[str, Any] = {"webhook": {"reject": on}}
+            request = FaultsRequest(webhook=WebhookFault(reject=on))
         else:
-            body = {"db": {"errors": on}}
+            request = FaultsRequest(db=DbFault(errors=on))
+        body = request.model_dump(mode="json", exclude_none=True)
         async with self.http.post(self.base + routes.HARNESS_FAULTS, json=body) as response:
-            status = response.status
-        if status == 404:
-            # Until /__harness__/faults lands: the older database switch, whose
-            # errors make the webhook answer 5xx too.
-            async with self.http.post(
-                self.base + routes.HARNESS_DB_FAULT, json={"failing": on}
-            ) as response:
-                status = response.status
-        if status != 200:
-            raise StormError(f"the service refused the {cfg.outage} outage fault: HTTP {status}")
+            if response.status != 200:
+                raise StormError(
+                    f"the service refused the {cfg.outage} outage fault: HTTP {response.status}"
+                )
 
 
 def _clock_of(body: Any) -> float:
