@@ -152,6 +152,8 @@ class StormResult:
     refused_in_outage: int  # attempts answered non-2xx (or not at all) while the outage was on
     outage_windows: list[tuple[float, float]]  # test-clock seconds since the storm's start
     kills: int
+    unanswered: int  # attempts that got no HTTP answer (in flight at a kill, timed out)
+    answer_lost_after_commit: int  # events committed whose answer a kill took (then duplicate)
     clock_seconds: float  # test-clock time the storm took
     wall_seconds: float
     examples: list[str]  # the first few problems, one line each
@@ -176,6 +178,8 @@ class StormResult:
             "email_problems",
             "refused_in_outage",
             "kills",
+            "unanswered",
+            "answer_lost_after_commit",
         ]
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out["passed"] = self.passed
@@ -282,6 +286,8 @@ def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> St
         refused_in_outage=engine.refused_in_outage,
         outage_windows=engine.outage_windows,
         kills=engine.kills_done,
+        unanswered=sum(1 for a in engine.attempts if a.status == 0),
+        answer_lost_after_commit=findings.answer_lost_after_commit,
         clock_seconds=engine.elapsed_clock(),
         wall_seconds=wall,
         examples=_shortened(examples),
