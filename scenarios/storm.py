@@ -438,7 +438,13 @@ class _Engine:
 
         results = list(await asyncio.gather(*(one(i, a) for i, a in batch)))
         if kill_after and self.crasher is not None:
-            await asyncio.to_thread(self.crasher.restart)
+            try:
+                await asyncio.to_thread(self.crasher.restart)
+            except Exception as exc:  # a service that does not come back is the finding
+                raise StormError(
+                    f"the service did not come back after kill -9 number {self.kills_done}:"
+                    f" {type(exc).__name__}: {exc}"
+                ) from exc
             # A restarted service starts on real time, with every fault off.
             await self._set_clock(self.now)
             if self.outage_on:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.harness.errors import GateError
 from loadtests.harness.service_process import ServiceProcess
 from scenarios.crash import run_crash_restart
 from scenarios.storm import StormConfig, StormError, run_storm
@@ -58,3 +59,17 @@ def test_refuses_no_kills(tmp_path: Path):
     service = ServiceProcess(tmp_path / "licensing.db", tmp_path / "service.log")
     with pytest.raises(StormError, match="kills must be at least 1"):
         run_crash_restart(service, CONFIG, kills=0)
+
+
+class NeverComesBack(ServiceProcess):
+    """A planted service that does not start again after a kill."""
+
+    def restart(self) -> None:
+        self.kill()
+        raise GateError("the service exited at start")
+
+
+def test_a_service_that_does_not_come_back_ends_the_storm_with_a_reason(tmp_path: Path):
+    service = NeverComesBack(tmp_path / "licensing.db", tmp_path / "service.log")
+    with service, pytest.raises(StormError, match="did not come back after kill -9 number 1"):
+        run_crash_restart(service, CONFIG, kills=1)
