@@ -138,6 +138,13 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
+class Stream:
+    events: list[dict[str, Any]]
+    oracle: dict[str, ExpectedLicense]
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
 class StormResult:
     events: int
     deliveries: int
@@ -159,6 +166,7 @@ class StormResult:
     examples: list[str]  # the first few problems, one line each
     timeline: list[Sent] = field(repr=False)
     attempts_log: list[Attempt] = field(repr=False)
+    stream: Stream = field(repr=False)  # the events, their oracle and the delivery plan
 
     @property
     def passed(self) -> bool:
@@ -196,13 +204,6 @@ class Crasher(Protocol):
     def kill(self) -> None: ...
 
     def restart(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Stream:
-    events: list[dict[str, Any]]
-    oracle: dict[str, ExpectedLicense]
-    deliveries: list[Delivery]
 
 
 def make_stream(config: StormConfig, now: float, tag: str) -> Stream:
@@ -293,6 +294,7 @@ def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> St
         examples=_shortened(examples),
         timeline=engine.timeline,
         attempts_log=engine.attempts,
+        stream=stream,
     )
 
 
