@@ -96,6 +96,8 @@ def test_all_faults_start_off_and_clear_turns_them_off(
         "webhook.reject",
     ]
     assert faults(http, {"clear": True}).active == []
+    documented = http.get(routes.OPENAPI).json()["paths"][routes.HARNESS_FAULTS]
+    assert set(documented) == {"get", "post"}
 
 
 @pytest.mark.parametrize(

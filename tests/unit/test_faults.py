@@ -189,9 +189,10 @@ def test_the_lock_is_taken_once_and_released_on_clear_and_on_close() -> None:
 
 def test_a_lock_that_cannot_be_taken_is_503_and_changes_nothing() -> None:
     faults, _ = holder(Lock(fails=True))
+    faults.apply(FaultsRequest(email=EmailFault(errors=True)))
     with pytest.raises(DatabaseUnavailable):
-        faults.apply(FaultsRequest(db=DbFault(lock=True)))
-    assert faults.active() == []
+        faults.apply(FaultsRequest(clear=True, db=DbFault(lock=True)))
+    assert faults.active() == ["email.errors"]
 
 
 # ------------------------------------------------------------------ database
