@@ -251,7 +251,7 @@ def test_a_planted_cycle_is_reported_around_its_modules(tmp_path: Path) -> None:
 
 # ------------------------------------------------ what `serve` loads
 
-HEAVY = ("faker", "aiohttp", "locust", "matplotlib", "gevent", "hdrh")
+HEAVY = ("faker", "aiohttp", "locust", "matplotlib", "gevent", "hdrh", "rich")
 OTHER_PARTS = ("fixtures", "loadtests", "scenarios", "licensing_harness")
 # Runs a command up to the point where uvicorn would take over, then lists
 # what the process has imported.
