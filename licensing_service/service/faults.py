@@ -158,14 +158,16 @@ class Faults:
         ``clear`` drops them."""
         before = self.active()
         adding = request.webhook.fail_once if request.webhook is not None else []
-        if len(self._fail_once) + len(adding) > MAX_PENDING_FAIL_ONCE:
+        pending = 0 if request.clear else len(self._fail_once)
+        if pending + len(adding) > MAX_PENDING_FAIL_ONCE:
             raise InvalidRequest(
                 [("webhook.fail_once", f"At most {MAX_PENDING_FAIL_ONCE} ids pending in all")]
             )
         if request.db is not None and request.db.lock:
             self._take_lock()  # first: a lock it cannot take must leave everything as it was
         if request.clear:
-            self._set_db(DbFault())
+            if request.db is None:  # else replaced just below (a lock held stays held)
+                self._set_db(DbFault())
             self.stripe = StripeFault()
             self.email = EmailFault()
             self._reject = False
