@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 # The modules each extra installs (pyproject.toml's optional-dependencies), by
 # the names they are imported under.
-FIXTURES = ("faker", "aiohttp")
+FIXTURES = ("faker", "aiohttp", "rich")
 HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib")
 
 
