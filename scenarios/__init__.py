@@ -1,0 +1,1 @@
+"""Outage rehearsals and hostile-input runs against the licensing service."""
