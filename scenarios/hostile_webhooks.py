@@ -97,7 +97,7 @@ def _signature(
         ("v1-not-hex", lambda: f"t={now},v1={_word(rng, 64)}"),
         ("v1-truncated", lambda: f"t={now},v1={_v1(body, secret, now)[: rng.randrange(64)]}"),
         ("duplicate-t", lambda: f"t={stale},t={now},v1={_v1(body, secret, stale)}"),
-        ("whitespace", lambda: " , ; = ,,, t = v1 ="),
+        ("separators", lambda: "t = , ; = ,,, v1 = ,t=,v1="),
         ("long", lambda: f"t={now}," + ",".join(f"v1={'c' * 64}" for _ in range(200))),
     ]
     kind, make = rng.choice(kinds)
