@@ -81,6 +81,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits or HttpLimits()
+        self._max_head = self.limits.max_header_bytes
         self._phase = Phase.IDLE
         self._deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
@@ -125,13 +126,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         super().on_message_begin()
 
+    # on_url and on_header count inline (no helper call): they run for every
+    # header of every request.
     def on_url(self, url: bytes) -> None:
-        if self._finished or not self._counted(len(url)):
+        if self._finished:
+            return
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_head:
+            self._refuse(HEAD_TOO_LARGE)
             return
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._finished or not self._counted(len(name) + len(value)):
+        if self._finished:
+            return
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > self._max_head:
+            self._refuse(HEAD_TOO_LARGE)
             return
         super().on_header(name, value)
 
@@ -173,13 +184,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
 
     # ---------------------------------------------------------------- timers
-
-    def _counted(self, size: int) -> bool:
-        self._head_bytes += size
-        if self._head_bytes <= self.limits.max_header_bytes:
-            return True
-        self._refuse(HEAD_TOO_LARGE)
-        return False
 
     def _arm(self, seconds: float) -> None:
         self._deadline = self.loop.call_later(seconds, self._expired)
