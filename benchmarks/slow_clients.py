@@ -92,10 +92,10 @@ def measure(name: str, url: str, body: dict[str, Any], seconds: float) -> Phase:
     )
 
 
-def one_run(number: int, seconds: float, count: int) -> tuple[Phase, Phase]:
+def one_run(number: int, seconds: float, count: int, env: dict[str, str]) -> tuple[Phase, Phase]:
     with (
         tempfile.TemporaryDirectory(prefix="slow-clients-") as work,
-        reference_service(Path(work), customers=10, core=0) as service,
+        reference_service(Path(work), customers=10, core=0, env=env) as service,
     ):
         active = next(c for c in service.credentials if c["status"] == "active")
         body = {
@@ -131,7 +131,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--count", type=int, default=200, help="hostile connections")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="LH_HEADER_TIMEOUT_SECONDS and LH_BODY_TIMEOUT_SECONDS for the service"
+        " (default: its own, 10 s; 300 holds every hostile connection for the whole run,"
+        " as the service did before it had deadlines)",
+    )
     args = parser.parse_args()
+    env = {}
+    if args.deadline is not None:
+        env = {"LH_HEADER_TIMEOUT_SECONDS": str(args.deadline)}
+        env["LH_BODY_TIMEOUT_SECONDS"] = str(args.deadline)
     threshold = gate_p99_ms()
     results = []
     for number in range(1, args.runs + 1):
@@ -139,7 +151,7 @@ def main() -> int:
             f"run {number}/{args.runs}: {args.seconds:.0f} s alone, then {args.seconds:.0f} s"
             f" beside {args.count} hostile connections"
         )
-        alone, beside = one_run(number, args.seconds, args.count)
+        alone, beside = one_run(number, args.seconds, args.count, env)
         results.append((alone, beside))
         for phase in (alone, beside):
             say(

@@ -197,6 +197,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self._finished or self.transport.is_closing():
             return
+        if self.transport.get_protocol() is not self:
+            return  # upgraded (WebSocket): the connection is another protocol's now
         if self._phase is Phase.BODY:
             self._refuse(BODY_TIMED_OUT)
         elif self._busy():
