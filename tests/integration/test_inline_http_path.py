@@ -16,8 +16,8 @@ from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.server import ServerState
 
 from licensing_service.api import http_path, inline_http
-from licensing_service.api.http_path import TESTED_UVICORN, HttpPath
 from licensing_service.api.http_limits import LimitedHttpToolsProtocol
+from licensing_service.api.http_path import TESTED_UVICORN, HttpPath
 from licensing_service.api.inline_http import InlineHttpProtocol
 from licensing_service.api.server import BASE_OPTIONS, http_path_of, uvicorn_options
 from licensing_service.bootstrap import create_app
