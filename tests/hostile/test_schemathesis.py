@@ -1,9 +1,9 @@
 """schemathesis against the service's own /openapi.json: no 5xx, and every
 response matches the spec (status documented, body of the documented schema).
 
-The normal suite runs a few examples per operation; ``LH_FUZZ_EXAMPLES=N``
-runs N (``LH_FUZZ_EXAMPLES=60`` gives over 1,000 requests in all; the
-figures are in docs/hostile-input.md).
+The normal suite runs 4 examples per operation (~670 requests, ~4 s);
+``LH_FUZZ_EXAMPLES=N`` runs N, and from 60 on (1,232 requests) the test
+demands at least 1,000. The figures are in docs/hostile-input.md.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ def test_the_service_answers_every_generated_request_as_its_spec_says(service: S
     run = run_schemathesis(service.url, examples=EXAMPLES)
     assert run.server_errors == 0, run.answered
     assert run.exit_code == 0, run.output[-4000:]
-    # The fuzzer reached the service: the coverage phase alone is hundreds of requests.
-    assert run.requests >= 200, run.answered
-    assert run.generated >= 200
+    # The fuzzer reached the service: 4 examples gave 672 requests, 60 gave
+    # 1,232 (the coverage phase is the same few hundred in both).
+    least = 1000 if EXAMPLES >= 60 else 500
+    assert run.requests >= least, run.answered
+    assert run.generated >= least
 
 
 def test_no_fault_route_is_fuzzed(service: Service) -> None:
