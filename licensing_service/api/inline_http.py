@@ -106,10 +106,6 @@ class InlineHttpProtocol(LimitedHttpToolsProtocol):
         if self._answered:
             self._arm_keep_alive()
 
-    def on_message_begin(self) -> None:
-        if not self._finished:
-            super().on_message_begin()
-
     def on_headers_complete(self) -> None:
         if self._finished:
             return
