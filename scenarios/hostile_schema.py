@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,14 @@ def run_schemathesis(
     cmd += ["--exclude-path-regex", exclude, "--max-examples", str(examples)]
     cmd += ["--seed", str(seed), "--workers", "1", "--no-color", "--request-timeout", "10"]
     if report is not None:
-        cmd += ["--report", "junit", "--report-dir", str(report)]
+        cmd += ["--report", "junit", "--report-dir", str(report.resolve())]
     before = status_counts(url)
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    # In a directory of its own: schemathesis keeps a crash cache (and reads a
+    # config file) in its working directory, and replays cached crashes first.
+    with tempfile.TemporaryDirectory(prefix="schemathesis-") as cwd:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+        )
     answered = answered_since(before, status_counts(url))
     found = _GENERATED.findall(done.stdout)
     generated = int(found[-1]) if found else 0
