@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed by CORS; empty disables CORS headers.
     cors_origins: str = ""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Per-connection bounds on both HTTP paths (api/http_limits.py): a slow or
+    # stalled client is refused, not waited for.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     trust_forwarded_for: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

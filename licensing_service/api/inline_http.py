@@ -37,10 +37,11 @@ from time import perf_counter
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.server import ServerState
 
 from licensing_service.api.asgi import Dispatcher, Incoming, InlineRoute, Outgoing
+from licensing_service.api.http_limits import HttpLimits, LimitedHttpToolsProtocol
 from licensing_service.api.http_path import unsupported_option
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,20 @@ def _dispatcher_for(config: Config, app: object) -> Dispatcher | None:
     return None
 
 
-class InlineHttpProtocol(HttpToolsProtocol):
+class InlineHttpProtocol(LimitedHttpToolsProtocol):
+    """The deadlines and head bound of ``http_limits`` hold here too: the
+    parser callbacks below report the end of each phase to them."""
+
     def __init__(
         self,
         config: Config,
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits | None = None,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop, limits=limits)
         self._dispatcher = _dispatcher_for(config, self.app)
         # The request being received inline, if any, and its body so far.
         self._route: InlineRoute | None = None
@@ -90,8 +96,6 @@ class InlineHttpProtocol(HttpToolsProtocol):
         self._size = 0
         # Answer the request being received, then close (413, graceful shutdown).
         self._close_after = False
-        # We closed the connection: whatever the parser still holds is ignored.
-        self._finished = False
         self._answered = False
 
     # ------------------------------------------------------ parser callbacks
@@ -102,10 +106,6 @@ class InlineHttpProtocol(HttpToolsProtocol):
         if self._answered:
             self._arm_keep_alive()
 
-    def on_message_begin(self) -> None:
-        if not self._finished:
-            super().on_message_begin()
-
     def on_headers_complete(self) -> None:
         if self._finished:
             return
@@ -113,6 +113,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         if route is None:
             super().on_headers_complete()
             return
+        self.head_complete()
         self._route = route
         self._started = perf_counter()
         self._body = []
@@ -143,6 +144,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         if route is None:
             super().on_message_complete()
             return
+        self.body_complete()
         dispatcher = self._dispatcher
         assert dispatcher is not None
         incoming = self._incoming(route, b"".join(self._body))
@@ -247,9 +249,8 @@ class InlineHttpProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
 
     def _finish(self) -> None:
-        self._finished = True
         self._route = None
-        self.transport.close()
+        super()._finish()
 
     def _arm_keep_alive(self) -> None:
         """Start the idle timer once nothing is in progress: not while a request

@@ -12,11 +12,13 @@ saved syscall).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import uvicorn
 
 from licensing_service.api import http_path
+from licensing_service.api.http_limits import HttpLimits, LimitedHttpToolsProtocol
 from licensing_service.api.http_path import HttpPath
 from licensing_service.api.inline_http import InlineHttpProtocol
 from licensing_service.config import Settings
@@ -35,12 +37,24 @@ BASE_OPTIONS: dict[str, Any] = {
 def uvicorn_options(
     settings: Settings, *, allow_untested_uvicorn: bool = False, **extra: Any
 ) -> dict[str, Any]:
-    """Our options, then ``extra``; the accelerator protocol only on the inline path."""
+    """Our options, then ``extra``; the accelerator protocol only on the inline path.
+    ``options["http"]`` is a protocol factory (a ``partial`` of the class, with
+    the settings' ``HttpLimits``), which uvicorn calls as it would the class."""
     options = {**BASE_OPTIONS, **extra}
     inline = http_path_of(settings, options, allow_untested_uvicorn=allow_untested_uvicorn).inline
-    # httptools parsing either way; inline, our synchronous routes answered without ASGI.
-    options["http"] = InlineHttpProtocol if inline else "httptools"
+    # httptools parsing either way, with the same limits; inline, our synchronous
+    # routes answered without ASGI.
+    protocol = InlineHttpProtocol if inline else LimitedHttpToolsProtocol
+    options["http"] = partial(protocol, limits=limits_of(settings))
     return options
+
+
+def limits_of(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+    )
 
 
 def http_path_of(

@@ -13,10 +13,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+# No whitespace and no control characters (C0, DEL, C1) in any part: regex
+# dialects disagree on which controls are "\s" (Python's counts \x1c-\x1f,
+# Rust's does not), and Stripe refuses them, so they are named explicitly.
+# Found by schemathesis: "a\x1c@b.c" passed here and Stripe's refusal became
+# a 502 where the field's 400 belongs.
+_EMAIL_PART = r"[^\s@\x00-\x1f\x7f-\x9f]+"
 Email = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^\s@]+@[^\s@]+\.[^\s@]+$"
+        strip_whitespace=True,
+        min_length=3,
+        max_length=254,
+        pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$",
     ),
 ]
 UnlockToken = Annotated[str, StringConstraints(min_length=1, max_length=64)]

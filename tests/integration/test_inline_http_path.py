@@ -16,6 +16,7 @@ from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.server import ServerState
 
 from licensing_service.api import http_path, inline_http
+from licensing_service.api.http_limits import LimitedHttpToolsProtocol
 from licensing_service.api.http_path import TESTED_UVICORN, HttpPath
 from licensing_service.api.inline_http import InlineHttpProtocol
 from licensing_service.api.server import BASE_OPTIONS, http_path_of, uvicorn_options
@@ -80,7 +81,7 @@ def test_trace_logging_turns_it_off(tmp_path: Path, uvicorn_loggers: None) -> No
 def test_the_setting_turns_it_off(tmp_path: Path) -> None:
     settings = conftest.test_settings(tmp_path, inline_http=False)
     assert http_path_of(settings, {}) == HttpPath("asgi", "LH_INLINE_HTTP=false")
-    assert uvicorn_options(settings)["http"] == "httptools"
+    assert uvicorn_options(settings)["http"].func is LimitedHttpToolsProtocol
 
 
 def test_an_untested_uvicorn_turns_it_off_unless_the_upgrade_check_asks_to_try(
@@ -105,9 +106,9 @@ def test_options_are_decided_before_uvicorn_gets_the_protocol(tmp_path: Path) ->
     settings = conftest.test_settings(tmp_path)
     # Whatever uvicorn runs this (scripts/test-uvicorn-latest runs the newest).
     tried = uvicorn_options(settings, allow_untested_uvicorn=True)
-    assert tried["http"] is InlineHttpProtocol
+    assert tried["http"].func is InlineHttpProtocol
     limited = uvicorn_options(settings, allow_untested_uvicorn=True, limit_concurrency=5)
-    assert limited["http"] == "httptools"
+    assert limited["http"].func is LimitedHttpToolsProtocol
 
 
 def _protocol(tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: Any) -> Any:

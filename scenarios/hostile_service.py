@@ -1,0 +1,106 @@
+"""The reference service for a hostile-input run: a ``serve --test-clock``
+subprocess on 127.0.0.1, a temporary SQLite file, a generated webhook secret,
+optionally seeded customers and a fake Stripe API, stopped with its group."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from licensing_service.contract import routes
+from loadtests.harness.processes import free_port, stop_group
+from scenarios.hostile_stripe import fake_stripe_server
+
+STRIPE_TEST_KEY = "sk_test_hostile"  # the fake accepts any sk_test_ key; not a secret
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    db: Path
+    webhook_secret: str
+    log: Path
+    credentials: list[dict[str, object]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def reference_service(
+    work: Path,
+    *,
+    customers: int = 0,
+    stripe: bool = True,
+    core: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Service]:
+    """Start the service in ``work`` and yield it once ready (30 s at most).
+
+    Args:
+        customers: seeded straight into its database (``seed``), a quarter inactive.
+        stripe: point checkout and portal at a fake Stripe API on 127.0.0.1
+            (else they answer 503 STRIPE_NOT_CONFIGURED, as documented).
+        core: pin the service to this CPU core with ``taskset``.
+        env: extra ``LH_*`` settings.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "hostile.db"
+    secret = "whsec_hostile_" + secrets.token_hex(12)
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        environ = {
+            **os.environ,
+            "STRIPE_WEBHOOK_SECRET": secret,
+            "LH_ENVIRONMENT": "test",
+            "LH_LOG_LEVEL": "warning",
+            # Fuzzers fail credentials on purpose; the limits have their own tests.
+            "LH_RATE_LIMIT_IP": "1000000",
+            "LH_RATE_LIMIT_EMAIL": "1000000",
+            **(env or {}),
+        }
+        if stripe:
+            environ["STRIPE_API_BASE"] = stack.enter_context(fake_stripe_server())
+            environ["STRIPE_SECRET_KEY"] = STRIPE_TEST_KEY
+        cmd = [sys.executable, "-m", "licensing_service", "serve", "--test-clock"]
+        cmd += ["--port", str(port), "--db", str(db)]
+        if core is not None:
+            cmd = ["taskset", "-c", str(core), *cmd]
+        log = work / "service.log"
+        sink = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            cmd, env=environ, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        stack.callback(stop_group, process)
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process, log)
+        credentials = _seed(db, customers, work) if customers else []
+        yield Service(url, db, secret, log, credentials)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited at start:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + routes.HEALTH_READY, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the service did not become ready within 30 s")
+
+
+def _seed(db: Path, customers: int, work: Path) -> list[dict[str, object]]:
+    out = work / "credentials.jsonl"
+    cmd = [sys.executable, "-m", "licensing_service", "seed", "--db", str(db)]
+    cmd += ["--customers", str(customers), "--inactive-ratio", "0.25", "--seed", "1"]
+    cmd += ["--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    return [json.loads(line) for line in out.read_text().splitlines() if line]
