@@ -11,7 +11,7 @@ import secrets as secrets_module
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,10 +23,16 @@ from loadtests.harness.processes import free_port, pinned, stop_group
 
 @contextlib.contextmanager
 def service(
-    target: str | None, webhook_secrets: Sequence[str], work: Path, *, pin: bool
+    target: str | None,
+    webhook_secrets: Sequence[str],
+    work: Path,
+    *,
+    pin: bool,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, list[str], bool]]:
     """``(base URL, webhook secrets, managed)`` for the run's duration: ``target``
-    checked for life, or (None) the reference service started in ``work``."""
+    checked for life, or (None) the reference service started in ``work``, with
+    ``extra_env`` added to its environment (the rehearsals set its breaker)."""
     if target is not None:
         base = target.rstrip("/")
         _reachable(base)
@@ -40,6 +46,7 @@ def service(
         "STRIPE_WEBHOOK_SECRET": secret,
         "LH_ENVIRONMENT": "test",
         "LH_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     cmd = [
         sys.executable,
