@@ -323,11 +323,16 @@ def normal(a: Answer) -> str | None:
 class Unaffected(_Expectation):
     kind: Literal["unaffected"]
     ops: tuple[Op, ...] = ("validate", "suspended", "webhook")
-    fault: FaultPrefix
+    fault: FaultPrefix | None = None  # None: the whole run
 
     def judge(self, rec: Recording) -> Verdict:
-        expected = f"{'/'.join(self.ops)} during {self.fault}: as without it"
-        during = [a for a in rec.answers if a.op in self.ops and rec.within_fault(a, self.fault)]
+        where = f"during {self.fault}" if self.fault else "throughout"
+        expected = f"{'/'.join(self.ops)} {where}: as without any fault"
+        during = [
+            a
+            for a in rec.answers
+            if a.op in self.ops and (self.fault is None or rec.within_fault(a, self.fault))
+        ]
         if not during:
             return self._v(Outcome.ERROR, expected, "none sent during the fault", "nothing to judge")
         bad = [(a, why) for a in during if (why := normal(a))]
