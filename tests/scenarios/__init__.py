@@ -1,0 +1,1 @@
+"""Outage rehearsal tests."""
