@@ -40,7 +40,7 @@ from scenarios.recording import (
     Recording,
     StepRecord,
 )
-from scenarios.steps import Step, StepFailed
+from scenarios.steps import ProxyStep, Step, StepFailed
 from scenarios.target import Target, licenses, open_target
 from scenarios.timeline import Status, Timeline
 
@@ -138,6 +138,15 @@ class _Run:
         self.deadline = self.origin + reh.scenario.max_duration_s
         self.client = httpx.Client(base_url=target.base_url, timeout=10)
         self.faults = FaultControl(self.client)
+        # A TCP fault proxy between the clients (load, probes) and the service, when
+        # the method uses one; the control calls and /health go straight to it.
+        self.proxy = _proxy_for(target.base_url) if _uses_proxy(reh) else None
+        self.client_url = (
+            f"http://127.0.0.1:{self.proxy.port}" if self.proxy is not None else target.base_url
+        )
+        self.clients = httpx.Client(base_url=self.client_url, timeout=reh.load.timeout_ms / 1000)
+        self.service_active: list[str] = []
+        self.proxy_active: list[str] = []
         self.active: list[str] = []
         self.windows: list[FaultWindow] = []
         self.window_start: float | None = None
@@ -156,7 +165,7 @@ class _Run:
             webhook_secrets=target.secrets,
             seed=seed,
         )
-        self.load = RehearsalLoad(target.base_url, plan, self.clock)
+        self.load = RehearsalLoad(self.client_url, plan, self.clock)
         self.timeline = Timeline(self.status, options.out, options.live)
         self._seen_state: tuple[str, int] | None = None
         self._watched = 0  # poller samples already looked at
@@ -195,6 +204,9 @@ class _Run:
             self.poller.stop()
             self.load.stop()
             self.client.close()
+            self.clients.close()
+            if self.proxy is not None:
+                self.proxy.stop()
         recording = self.recording()
         if not interrupted and not any(v.name in ("steady_state_before", "method") for v in verdicts):
             verdicts.extend(judge_all(self.reh.expect, recording))
@@ -252,15 +264,20 @@ class _Run:
     # ------------------------------------------------------------------ Controls
 
     def set_faults(self, request: FaultsRequest) -> list[str]:
-        active = self.faults.apply(request)
+        self.service_active = self.faults.apply(request)
+        self._now_active()
+        return self.service_active
+
+    def _now_active(self) -> None:
+        """A new fault window whenever the set of active faults changes."""
+        active = sorted([*self.service_active, *self.proxy_active])
         now = self.clock()
-        if sorted(active) != sorted(self.active):
+        if active != sorted(self.active):
             self._close_window(now)
             if active:
                 self.window_start = now
             self.active = active
             self.timeline.event(now, f"faults: {', '.join(active) or 'cleared'}")
-        return active
 
     def _close_window(self, now: float) -> None:
         if self.window_start is not None and self.active:
@@ -293,7 +310,11 @@ class _Run:
         return until is None or self._met(until)
 
     def set_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None:
-        raise StepFailed("the proxy step is not available in this build")
+        if self.proxy is None:  # cannot happen: a method with a proxy step gets one
+            raise StepFailed("no proxy in front of the service")
+        self.proxy.set(latency_ms=latency_ms, reset=reset, blackhole=blackhole)
+        self.proxy_active = [f"proxy.{name}" for name in self.proxy.faults().active()]
+        self._now_active()
 
     def storm(self, events: int, seed: int, duplicates: float) -> None:
         raise StepFailed("the storm step is not available in this build")
@@ -376,7 +397,7 @@ class _Run:
         started = time.perf_counter()
         try:
             if probe.kind == "health":
-                response = self.client.get(routes.HEALTH)
+                response = self.clients.get(routes.HEALTH)
                 body = response.json()
                 state = body.get("circuitBreaker", {}).get("state")
                 problem = None if body.get("status") == "healthy" and state == "CLOSED" else (
@@ -386,7 +407,7 @@ class _Run:
                 lic = active if probe.kind == "validate" else suspended
                 if lic is None:
                     return f"probe {probe.kind}: no such license provisioned"
-                response = self.client.post(routes.VALIDATE_UNIFIED, json=_validate(lic))
+                response = self.clients.post(routes.VALIDATE_UNIFIED, json=_validate(lic))
                 body = response.json()
                 if probe.kind == "validate":
                     ok = response.status_code == 200 and body["validation"]["valid"] is True and not body.get("degraded")
@@ -421,6 +442,19 @@ class _Run:
             },
             end=self.clock(),
         )
+
+
+def _uses_proxy(reh: Rehearsal) -> bool:
+    return any(isinstance(s, ProxyStep) for s in (*reh.method, *reh.rollbacks))
+
+
+def _proxy_for(base_url: str) -> Any:
+    from urllib.parse import urlsplit
+
+    from scenarios.proxy import FaultProxy  # only when a method uses it
+
+    parts = urlsplit(base_url)
+    return FaultProxy(upstream=(parts.hostname or "127.0.0.1", parts.port or 80)).start()
 
 
 def _validate(lic: LoadLicense) -> dict[str, Any]:
