@@ -104,7 +104,11 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
         "LH_BREAKER_OPEN_SECONDS": str(reh.service.breaker_open_seconds),
         **options.service_env,
     }
-    with tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp, contextlib.ExitStack() as stack:
+        if reh.service.stripe_api and options.target is None:
+            from scenarios.stripe_api import API_KEY, fake_stripe_api
+
+            env = {"STRIPE_SECRET_KEY": API_KEY, "STRIPE_API_BASE": stack.enter_context(fake_stripe_api()), **env}
         try:
             with open_target(options.target, options.webhook_secrets, Path(tmp), env) as target:
                 missing = target.missing(reh.needs())
