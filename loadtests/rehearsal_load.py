@@ -91,7 +91,7 @@ class Answer:
         return self.status is not None and self.status < 500
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> Answer:
@@ -256,7 +256,7 @@ class RehearsalLoad:
     async def _send_webhook(self, client: httpx.AsyncClient, lic: LoadLicense) -> None:
         # A ping-like event every service must acknowledge and none acts on: the
         # load's webhooks must not change the licenses the rehearsal judges.
-        now = int(time.time() + self._sign_offset)  # noqa: TID251 - Stripe signs on the wall clock
+        now = int(time.time() + self._sign_offset)
         event = objects.event(
             id=f"evt_rh{uuid.uuid4().hex[:20]}",
             type="customer.updated",

@@ -7,6 +7,7 @@ matplotlib ``Figure`` on its own Agg canvas, no pyplot, no display needed.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -96,7 +97,7 @@ def _fault_patch() -> Patch:
 
 def _breaker_band(ax: Axes, rec: Recording) -> None:
     samples = rec.breaker
-    for here, nxt in zip(samples, samples[1:], strict=False):
+    for here, nxt in itertools.pairwise(samples):
         ax.axvspan(here.t, nxt.t, color=BREAKER_COLOURS.get(here.state, "white"), linewidth=0)
     ax.set_yticks([])
     ax.set_xlabel("seconds since start")

@@ -26,11 +26,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     rehearse.add_argument("scenarios", nargs="*", metavar="SCENARIO")
     rehearse.add_argument("--all", action="store_true", help="every shipped rehearsal")
-    rehearse.add_argument("--fast", action="store_true", help="the CI variants: fewer users, shorter waits")
-    rehearse.add_argument("--list", action="store_true", help="list the shipped rehearsals and exit")
+    rehearse.add_argument(
+        "--fast", action="store_true", help="the CI variants: fewer users, shorter waits"
+    )
+    rehearse.add_argument(
+        "--list", action="store_true", help="list the shipped rehearsals and exit"
+    )
     rehearse.add_argument("--target", help="an external deployment's base URL (default: start one)")
     rehearse.add_argument(
-        "--report", type=Path, default=Path("var/rehearse"), help="report folder (default var/rehearse)"
+        "--report",
+        type=Path,
+        default=Path("var/rehearse"),
+        help="report folder (default var/rehearse)",
     )
     rehearse.add_argument(
         "--webhook-secret",
@@ -51,14 +58,24 @@ def _rehearse(args: argparse.Namespace) -> int:
 
         for name, path in shipped().items():
             reh = load_rehearsal(path)
-            print(f"{name:20} needs {', '.join(sorted(reh.needs())) or 'nothing'}: {reh.scenario.description}")
+            print(
+                f"{name:20} needs {', '.join(sorted(reh.needs())) or 'nothing'}:"
+                f" {reh.scenario.description}"
+            )
         return 0
     paths = _chosen(args)
     if isinstance(paths, str):
         print(f"rehearse: {paths}", file=sys.stderr)
         return 2
-    if args.target is not None and not _loopback(args.target) and not os.environ.get("LH_GATE_ALLOW_REMOTE"):
-        print("rehearse: --target is not a loopback address; set LH_GATE_ALLOW_REMOTE=1 to go on", file=sys.stderr)
+    if (
+        args.target is not None
+        and not _loopback(args.target)
+        and not os.environ.get("LH_GATE_ALLOW_REMOTE")
+    ):
+        print(
+            "rehearse: --target is not a loopback address; set LH_GATE_ALLOW_REMOTE=1 to go on",
+            file=sys.stderr,
+        )
         return 2
     from loadtests.harness.errors import ConfigError
     from scenarios.model import load_rehearsal
@@ -78,7 +95,9 @@ def _rehearse(args: argparse.Namespace) -> int:
             for line in problem.splitlines():
                 print(f"  {line}", file=sys.stderr)
         return 2
-    options = RunOptions(target=args.target, fast=args.fast, webhook_secrets=tuple(args.webhook_secret))
+    options = RunOptions(
+        target=args.target, fast=args.fast, webhook_secrets=tuple(args.webhook_secret)
+    )
     results = []
     for reh in rehearsals:
         result = run_scenario(reh, options)
@@ -88,7 +107,10 @@ def _rehearse(args: argparse.Namespace) -> int:
             break
     written = write_report(args.report, results)
     code = overall_exit(results)
-    print(f"rehearse: {len(results)} scenario(s); report in {args.report} ({len(written)} files); exit code {code}")
+    print(
+        f"rehearse: {len(results)} scenario(s); report in {args.report}"
+        f" ({len(written)} files); exit code {code}"
+    )
     return code
 
 

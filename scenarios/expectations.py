@@ -41,6 +41,7 @@ Kinds:
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ EXAMPLES = 3  # wrong answers shown in a verdict's detail
 
 
 class Outcome(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
     FAIL = "fail"
     ERROR = "error"  # nothing to judge, or the judge could not
     SKIP = "skip"
@@ -150,7 +151,7 @@ class HalfOpenTrials(_Expectation):
         settled = [s for s in rec.breaker if s.state in ("OPEN", "CLOSED")]
         trs = transitions(settled)
         exits = 0
-        for before, after in zip(trs, trs[1:], strict=False):
+        for before, after in itertools.pairwise(trs):
             if before.state != "OPEN":
                 continue
             exits += 1
@@ -186,12 +187,12 @@ class BreakerCloses(_Expectation):
         if not opened:
             return self._v(Outcome.ERROR, expected, "never opened", "nothing to judge")
         last_open = opened[-1].t
-        closed = next(
-            (s for s in rec.breaker if s.t > last_open and s.state == "CLOSED"), None
-        )
+        closed = next((s for s in rec.breaker if s.t > last_open and s.state == "CLOSED"), None)
         final = rec.breaker[-1]
         if closed is None or final.state != "CLOSED":
-            return self._v(Outcome.FAIL, expected, f"ends {final.state}", f"{final.failures} failures")
+            return self._v(
+                Outcome.FAIL, expected, f"ends {final.state}", f"{final.failures} failures"
+            )
         return self._v(Outcome.PASS, expected, f"CLOSED at {closed.t:.2f}s")
 
 
@@ -205,9 +206,7 @@ def _validations(rec: Recording) -> list[Answer]:
 def _seen_before(rec: Recording, prefix: str | None) -> set[str]:
     start = rec.first_fault_start(prefix)
     limit = start if start is not None else rec.end
-    return {
-        a.license for a in _validations(rec) if a.t < limit and a.answered and not a.degraded
-    }
+    return {a.license for a in _validations(rec) if a.t < limit and a.answered and not a.degraded}
 
 
 class AnsweredRatio(_Expectation):
@@ -218,7 +217,9 @@ class AnsweredRatio(_Expectation):
     def judge(self, rec: Recording) -> Verdict:
         expected = f">= {self.min:.4g} of validations of licenses seen before, during the fault"
         seen = _seen_before(rec, self.fault)
-        during = [a for a in _validations(rec) if a.license in seen and rec.within_fault(a, self.fault)]
+        during = [
+            a for a in _validations(rec) if a.license in seen and rec.within_fault(a, self.fault)
+        ]
         if not during:
             return self._v(Outcome.ERROR, expected, "no such validation", "nothing to judge")
         answered = sum(1 for a in during if a.answered)
@@ -233,9 +234,9 @@ def is_wrong(a: Answer) -> str | None:
     the snapshot. Active: never refused (401/403, or valid false) unless degraded."""
     if a.expected == "suspended" and a.valid is True:
         return "a suspended license answered valid" + (" (degraded)" if a.degraded else "")
-    if a.expected == "active" and not a.degraded:
-        if a.status in (401, 403) or (a.status == 200 and a.valid is False):
-            return f"an active license answered {a.status} {a.code or 'valid=false'}"
+    refused = a.status in (401, 403) or (a.status == 200 and a.valid is False)
+    if a.expected == "active" and not a.degraded and refused:
+        return f"an active license answered {a.status} {a.code or 'valid=false'}"
     return None
 
 
@@ -290,11 +291,15 @@ class FailFast(_Expectation):
         expected += f" within {self.max_ms:g} ms" if self.max_ms is not None else ""
         during = [a for a in rec.answers if a.op in self.ops and rec.within_fault(a, self.fault)]
         if not during:
-            return self._v(Outcome.ERROR, expected, "none sent during the fault", "nothing to judge")
+            return self._v(
+                Outcome.ERROR, expected, "none sent during the fault", "nothing to judge"
+            )
         bad = [a for a in during if self._why(a)]
         outcome = Outcome.PASS if not bad else Outcome.FAIL
         detail = "; ".join(f"{self._why(a)} at {a.t:.2f}s" for a in bad[:EXAMPLES])
-        return self._v(outcome, expected, f"{len(during) - len(bad)}/{len(during)} as expected", detail)
+        return self._v(
+            outcome, expected, f"{len(during) - len(bad)}/{len(during)} as expected", detail
+        )
 
     def _why(self, a: Answer) -> str | None:
         if a.status != self.status:
@@ -313,7 +318,9 @@ def normal(a: Answer) -> str | None:
     if a.op in ("validate", "suspended"):
         want = (200, True) if a.expected == "active" else (403, None)
         if a.status != want[0] or (want[1] is not None and a.valid is not True) or a.degraded:
-            return f"{a.expected} validation answered {a.status or a.failure} {a.code or ''}".rstrip()
+            return (
+                f"{a.expected} validation answered {a.status or a.failure} {a.code or ''}".rstrip()
+            )
         return None
     if a.op == "webhook":
         return None if a.status == 200 else f"webhook answered {a.status or a.failure}"
@@ -334,7 +341,9 @@ class Unaffected(_Expectation):
             if a.op in self.ops and (self.fault is None or rec.within_fault(a, self.fault))
         ]
         if not during:
-            return self._v(Outcome.ERROR, expected, "none sent during the fault", "nothing to judge")
+            return self._v(
+                Outcome.ERROR, expected, "none sent during the fault", "nothing to judge"
+            )
         bad = [(a, why) for a in during if (why := normal(a))]
         outcome = Outcome.PASS if not bad else Outcome.FAIL
         detail = "; ".join(f"{why} at {a.t:.2f}s" for a, why in bad[:EXAMPLES])
@@ -361,7 +370,9 @@ class LatencyP99(_Expectation):
             return self._v(Outcome.ERROR, expected, "no request", "nothing to judge")
         outcome = Outcome.PASS if p99 <= self.max_ms else Outcome.FAIL
         timeouts = sum(1 for a in chosen if a.failure == "timeout")
-        return self._v(outcome, expected, f"{p99:.1f} ms", f"{len(chosen)} requests, {timeouts} timed out")
+        return self._v(
+            outcome, expected, f"{p99:.1f} ms", f"{len(chosen)} requests, {timeouts} timed out"
+        )
 
 
 class ServerErrors(_Expectation):
@@ -390,9 +401,7 @@ class ClientFailures(_Expectation):
             return self._v(Outcome.ERROR, expected, "no request", "nothing to judge")
         grace = (max(a.latency_ms for a in rec.answers) / 1000) if rec.answers else 0.0
         outside = [
-            a
-            for a in rec.answers
-            if a.failure and not _near_fault(rec, a.t, grace, self.fault)
+            a for a in rec.answers if a.failure and not _near_fault(rec, a.t, grace, self.fault)
         ]
         inside = sum(1 for a in rec.answers if a.failure) - len(outside)
         outcome = Outcome.PASS if not outside else Outcome.FAIL
@@ -421,13 +430,22 @@ class Recovers(_Expectation):
         after = [a for a in _validations(rec) if a.t >= end]
         first = next((a for a in after if a.expected == "active" and normal(a) is None), None)
         if first is None:
-            return self._v(Outcome.FAIL, expected, "no normal answer after the fault", f"{len(after)} sent")
+            return self._v(
+                Outcome.FAIL, expected, "no normal answer after the fault", f"{len(after)} sent"
+            )
         if first.t - end > self.within_s:
-            return self._v(Outcome.FAIL, expected, f"first normal answer {first.t - end:.2f}s after")
+            return self._v(
+                Outcome.FAIL, expected, f"first normal answer {first.t - end:.2f}s after"
+            )
         later = [(a, why) for a in after if a.t >= first.t and (why := normal(a))]
         if later:
             a, why = later[0]
-            return self._v(Outcome.FAIL, expected, f"{len(later)} abnormal after recovery", f"{why} at {a.t:.2f}s")
+            return self._v(
+                Outcome.FAIL,
+                expected,
+                f"{len(later)} abnormal after recovery",
+                f"{why} at {a.t:.2f}s",
+            )
         return self._v(Outcome.PASS, expected, f"normal {first.t - end:.2f}s after the fault ended")
 
 
@@ -446,7 +464,9 @@ class SessionsExpired(_Expectation):
         expected = "after the jump: heartbeats 404 SESSION_EXPIRED, then a new session"
         moves = _moves(rec, SESSION_TTL_S)
         if not moves:
-            return self._v(Outcome.ERROR, expected, f"no clock move >= {SESSION_TTL_S}s", "nothing to judge")
+            return self._v(
+                Outcome.ERROR, expected, f"no clock move >= {SESSION_TTL_S}s", "nothing to judge"
+            )
         expired = renewed = 0
         sessions = [a for a in rec.answers if a.op == "session" and a.status is not None]
         for move in moves:
@@ -454,7 +474,9 @@ class SessionsExpired(_Expectation):
             for a in sessions:
                 by_license[a.license].append(a)
             for lic, answers in by_license.items():
-                before = [a for a in answers if a.t + a.latency_ms / 1000 < move and a.status == 200]
+                before = [
+                    a for a in answers if a.t + a.latency_ms / 1000 < move and a.status == 200
+                ]
                 after = [a for a in answers if a.t > move]
                 if not before or not after:
                     continue
@@ -462,16 +484,22 @@ class SessionsExpired(_Expectation):
                 if first.action == "heartbeat":
                     if first.status != 404 or first.code != "SESSION_EXPIRED":
                         return self._v(
-                            Outcome.FAIL, expected, f"heartbeat answered {first.status} {first.code or ''}",
+                            Outcome.FAIL,
+                            expected,
+                            f"heartbeat answered {first.status} {first.code or ''}",
                             f"{lic} at {first.t:.2f}s: a session dead for {SESSION_TTL_S}s revived",
                         )
                     expired += 1
                 if any(a.action in ("start", "takeover") and a.status == 200 for a in after):
                     renewed += 1
                 else:
-                    return self._v(Outcome.FAIL, expected, f"{lic} got no new session after the jump")
+                    return self._v(
+                        Outcome.FAIL, expected, f"{lic} got no new session after the jump"
+                    )
         if expired == 0:
-            return self._v(Outcome.ERROR, expected, "no heartbeat across the jump", "nothing to judge")
+            return self._v(
+                Outcome.ERROR, expected, "no heartbeat across the jump", "nothing to judge"
+            )
         return self._v(Outcome.PASS, expected, f"{expired} expired, {renewed} renewed")
 
 
@@ -498,7 +526,10 @@ class TiersRecomputed(_Expectation):
             (
                 (t, a)
                 for a in rec.answers
-                if a.op == "validate" and a.status == 200 and a.valid and not a.degraded
+                if a.op == "validate"
+                and a.status == 200
+                and a.valid
+                and not a.degraded
                 and (t := parse_time(a.server_time)) is not None
             ),
             key=lambda pair: pair[0],
@@ -508,14 +539,16 @@ class TiersRecomputed(_Expectation):
             by_license[a.license].append((t, a))
         for move in moves:
             for answers in by_license.values():
-                for (t0, a0), (t1, a1) in zip(answers, answers[1:], strict=False):
+                for (t0, a0), (t1, a1) in itertools.pairwise(answers):
                     if a0.t < move < a1.t:
                         want = expected_tier((t1 - t0).total_seconds())
                         judged += 1
                         if a1.tier_s != want:
                             gap = (t1 - t0).total_seconds()
                             return self._v(
-                                Outcome.FAIL, expected, f"{a1.tier_s}s after a {gap:.0f}s gap",
+                                Outcome.FAIL,
+                                expected,
+                                f"{a1.tier_s}s after a {gap:.0f}s gap",
                                 f"expected {want}s; {a1.license} at {a1.t:.2f}s",
                             )
         if judged == 0:
@@ -547,7 +580,9 @@ class OutboxDrains(_Expectation):
             return self._v(Outcome.FAIL, expected, f"{final.queued} still queued at the end")
         if final.total != final.dedupe_keys:
             return self._v(Outcome.FAIL, expected, f"{final.total - final.dedupe_keys} doubled")
-        return self._v(Outcome.PASS, expected, f"peak {grew} queued, {final.delivered} delivered once")
+        return self._v(
+            Outcome.PASS, expected, f"peak {grew} queued, {final.delivered} delivered once"
+        )
 
 
 def _counts(items: Any) -> str:
@@ -576,12 +611,16 @@ Expectation = (
 )
 
 EXPECTATION_KINDS: dict[str, type[BaseModel]] = {
-    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
-    for model in Expectation.__args__  # type: ignore[attr-defined]
+    model.model_fields["kind"].annotation.__args__[0]: model for model in Expectation.__args__
 }
 
 
-def judge_all(expect: Sequence[Any], rec: Recording, *, on_error: Callable[[str, Exception], None] | None = None) -> list[Verdict]:
+def judge_all(
+    expect: Sequence[Any],
+    rec: Recording,
+    *,
+    on_error: Callable[[str, Exception], None] | None = None,
+) -> list[Verdict]:
     """Every expectation's verdict; a judge that raises is an ERROR, never a pass."""
     verdicts = []
     for e in expect:
@@ -590,7 +629,9 @@ def judge_all(expect: Sequence[Any], rec: Recording, *, on_error: Callable[[str,
         except Exception as exc:  # a bug in a judge must not read as a verdict
             if on_error is not None:
                 on_error(e.name, exc)
-            verdicts.append(Verdict(e.name, Outcome.ERROR, "?", "judge failed", f"{type(exc).__name__}: {exc}"))
+            verdicts.append(
+                Verdict(e.name, Outcome.ERROR, "?", "judge failed", f"{type(exc).__name__}: {exc}")
+            )
     return verdicts
 
 

@@ -274,9 +274,9 @@ def parse_rehearsal(data: Mapping[str, Any], source: str = "(data)") -> Rehearsa
         load=raw.load,
         fast=raw.fast,
         probes=raw.steady_state.probe,
-        method=tuple(method),  # type: ignore[arg-type]
-        rollbacks=tuple(rollbacks),  # type: ignore[arg-type]
-        expect=tuple(expect),  # type: ignore[arg-type]
+        method=tuple(method),
+        rollbacks=tuple(rollbacks),
+        expect=tuple(expect),
     )
 
 
@@ -296,7 +296,9 @@ def _typed(
             continue
         model = kinds.get(kind)
         if model is None:
-            problems.append((f"{at}.kind", f"unknown kind {kind!r}; expected one of: {', '.join(kinds)}"))
+            problems.append(
+                (f"{at}.kind", f"unknown kind {kind!r}; expected one of: {', '.join(kinds)}")
+            )
             continue
         unavailable = getattr(model, "unavailable", None)
         reason = unavailable() if callable(unavailable) else None

@@ -15,7 +15,9 @@ POLL_S = 0.05  # fast enough to see an OPEN period of a fraction of a second
 
 
 class HealthPoller:
-    def __init__(self, base_url: str, clock: Callable[[], float], interval_s: float = POLL_S) -> None:
+    def __init__(
+        self, base_url: str, clock: Callable[[], float], interval_s: float = POLL_S
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.interval_s = interval_s

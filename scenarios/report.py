@@ -34,7 +34,9 @@ def print_verdicts(result: ScenarioResult, out: TextIO) -> None:
         print(f"{result.name}{variant}: SKIP: {result.skipped}", file=out)
         return
     for v in result.verdicts:
-        line = f"  {v.outcome.value.upper():5} {v.name}: expected {v.expected}; observed {v.observed}"
+        line = (
+            f"  {v.outcome.value.upper():5} {v.name}: expected {v.expected}; observed {v.observed}"
+        )
         if v.detail and v.outcome is not Outcome.PASS:
             line += f" ({v.detail})"
         print(line, file=out)
@@ -89,7 +91,9 @@ def _scenario(r: ScenarioResult) -> dict[str, Any]:
         body["counts"] = {
             "answers": len(rec.answers),
             "no_answer": sum(1 for a in rec.answers if a.status is None),
-            "server_errors": sum(1 for a in rec.answers if a.status is not None and a.status >= 500),
+            "server_errors": sum(
+                1 for a in rec.answers if a.status is not None and a.status >= 500
+            ),
             "degraded": sum(1 for a in rec.answers if a.degraded),
         }
         body["fault_windows"] = [
@@ -127,7 +131,9 @@ def write_junit(path: Path, results: Sequence[ScenarioResult]) -> None:
             continue
         for v in cases:
             case = ET.SubElement(suite, "testcase", classname=f"rehearse.{r.name}", name=v.name)
-            text = f"expected {v.expected}; observed {v.observed}" + (f"; {v.detail}" if v.detail else "")
+            text = f"expected {v.expected}; observed {v.observed}" + (
+                f"; {v.detail}" if v.detail else ""
+            )
             if v.outcome is Outcome.FAIL:
                 ET.SubElement(case, "failure", message=text)
             elif v.outcome is Outcome.ERROR:

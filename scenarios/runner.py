@@ -95,8 +95,12 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
 
     def result(verdicts: list[Verdict], **more: Any) -> ScenarioResult:
         return ScenarioResult(
-            reh.name, reh.source, options.fast, tuple(verdicts),
-            duration_s=time.monotonic() - started, **more,
+            reh.name,
+            reh.source,
+            options.fast,
+            tuple(verdicts),
+            duration_s=time.monotonic() - started,
+            **more,
         )
 
     env = {
@@ -104,11 +108,18 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
         "LH_BREAKER_OPEN_SECONDS": str(reh.service.breaker_open_seconds),
         **options.service_env,
     }
-    with tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         if reh.service.stripe_api and options.target is None:
             from scenarios.stripe_api import API_KEY, fake_stripe_api
 
-            env = {"STRIPE_SECRET_KEY": API_KEY, "STRIPE_API_BASE": stack.enter_context(fake_stripe_api()), **env}
+            env = {
+                "STRIPE_SECRET_KEY": API_KEY,
+                "STRIPE_API_BASE": stack.enter_context(fake_stripe_api()),
+                **env,
+            }
         try:
             with open_target(options.target, options.webhook_secrets, Path(tmp), env) as target:
                 missing = target.missing(reh.needs())
@@ -120,7 +131,9 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
                 verdicts, recording, interrupted = run.execute()
                 return result(verdicts, recording=recording, interrupted=interrupted)
         except (GateError, ProvisionError, httpx.HTTPError) as exc:
-            return result([Verdict("setup", Outcome.ERROR, "a target to rehearse on", "none", str(exc))])
+            return result(
+                [Verdict("setup", Outcome.ERROR, "a target to rehearse on", "none", str(exc))]
+            )
 
 
 class _Run:
@@ -188,21 +201,44 @@ class _Run:
         self.poller.start()
         try:
             with self.timeline:
-                self.timeline.event(self.clock(), f"{self.reh.name}: {len(self.licenses)} licenses on {self.target.base_url}")
+                self.timeline.event(
+                    self.clock(),
+                    f"{self.reh.name}: {len(self.licenses)} licenses on {self.target.base_url}",
+                )
                 before = self._steady_state("before")
                 if before is not None:
-                    verdicts.append(Verdict("steady_state_before", Outcome.ERROR, "the steady state holds", "it does not", before))
+                    verdicts.append(
+                        Verdict(
+                            "steady_state_before",
+                            Outcome.ERROR,
+                            "the steady state holds",
+                            "it does not",
+                            before,
+                        )
+                    )
                 else:
                     interrupted, problem = self._method()
                     if problem is not None:
-                        verdicts.append(Verdict("method", Outcome.ERROR, "every step carried out", "stopped", problem))
+                        verdicts.append(
+                            Verdict(
+                                "method",
+                                Outcome.ERROR,
+                                "every step carried out",
+                                "stopped",
+                                problem,
+                            )
+                        )
                 self._rollbacks()
                 self.current = "steady state after"
                 after = self._steady_state("after", RECOVERY_S)
                 verdicts.append(
-                    Verdict("steady_state_after", Outcome.FAIL if after else Outcome.PASS,
-                            "the steady state holds again after the rollbacks",
-                            "it does not" if after else "it does", after or "")
+                    Verdict(
+                        "steady_state_after",
+                        Outcome.FAIL if after else Outcome.PASS,
+                        "the steady state holds again after the rollbacks",
+                        "it does not" if after else "it does",
+                        after or "",
+                    )
                 )
         finally:
             self.poller.stop()
@@ -212,10 +248,20 @@ class _Run:
             if self.proxy is not None:
                 self.proxy.stop()
         recording = self.recording()
-        if not interrupted and not any(v.name in ("steady_state_before", "method") for v in verdicts):
+        if not interrupted and not any(
+            v.name in ("steady_state_before", "method") for v in verdicts
+        ):
             verdicts.extend(judge_all(self.reh.expect, recording))
         elif interrupted:
-            verdicts.append(Verdict("method", Outcome.ERROR, "a whole method", "interrupted", "Ctrl-C; the rollbacks ran"))
+            verdicts.append(
+                Verdict(
+                    "method",
+                    Outcome.ERROR,
+                    "a whole method",
+                    "interrupted",
+                    "Ctrl-C; the rollbacks ran",
+                )
+            )
         for v in verdicts:
             self.timeline_result(v)
         return verdicts, recording, interrupted
@@ -260,7 +306,18 @@ class _Run:
             raise
         finally:
             label = step.describe()
-            self.steps.append(StepRecord(phase, n, str(getattr(step, "kind", "?")), label, start, self.clock(), ok, detail))
+            self.steps.append(
+                StepRecord(
+                    phase,
+                    n,
+                    str(getattr(step, "kind", "?")),
+                    label,
+                    start,
+                    self.clock(),
+                    ok,
+                    detail,
+                )
+            )
             self._watch()
         if detail:
             self.timeline.event(self.clock(), f"  {detail}")
@@ -374,11 +431,17 @@ class _Run:
         if not view or "now" not in view:
             return 0.0
         now = datetime.fromisoformat(str(view["now"]).replace("Z", "+00:00"))
-        return now.timestamp() - time.time()  # noqa: TID251 - signatures are on wall clocks
+        return now.timestamp() - time.time()
 
     def status(self) -> Status:
         latest = self.poller.latest()
-        return Status(self.clock(), self.current, list(self.active), latest.state if latest else "?", self.load.answers())
+        return Status(
+            self.clock(),
+            self.current,
+            list(self.active),
+            latest.state if latest else "?",
+            self.load.answers(),
+        )
 
     # ------------------------------------------------------------------ steady state
 
@@ -404,8 +467,10 @@ class _Run:
                 response = self.clients.get(routes.HEALTH)
                 body = response.json()
                 state = body.get("circuitBreaker", {}).get("state")
-                problem = None if body.get("status") == "healthy" and state == "CLOSED" else (
-                    f"/health {body.get('status')}, breaker {state}"
+                problem = (
+                    None
+                    if body.get("status") == "healthy" and state == "CLOSED"
+                    else (f"/health {body.get('status')}, breaker {state}")
                 )
             else:
                 lic = active if probe.kind == "validate" else suspended
@@ -414,9 +479,16 @@ class _Run:
                 response = self.clients.post(routes.VALIDATE_UNIFIED, json=_validate(lic))
                 body = response.json()
                 if probe.kind == "validate":
-                    ok = response.status_code == 200 and body["validation"]["valid"] is True and not body.get("degraded")
+                    ok = (
+                        response.status_code == 200
+                        and body["validation"]["valid"] is True
+                        and not body.get("degraded")
+                    )
                 else:
-                    ok = response.status_code == 403 and body.get("error", {}).get("code") == "SUBSCRIPTION_INACTIVE"
+                    ok = (
+                        response.status_code == 403
+                        and body.get("error", {}).get("code") == "SUBSCRIPTION_INACTIVE"
+                    )
                 problem = None if ok else f"probe {probe.kind}: answered {response.status_code}"
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             return f"probe {probe.kind}: {type(exc).__name__}"

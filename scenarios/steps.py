@@ -3,20 +3,24 @@
 A step acts only through :class:`Controls`, which the runner implements on the
 target it drives; the steps know nothing of HTTP, processes or the fault route.
 
-| kind | keys | does |
-| --- | --- | --- |
-| ``fault`` | ``clear``, ``db``, ``stripe``, ``email``, ``webhook`` (the contract's ``FaultsRequest``) | switches faults on the service |
-| ``load`` | ``action`` = start / stop | the recording load |
-| ``clock`` | ``advance`` (seconds) | moves the service's test clock |
-| ``wait`` | ``seconds``, ``until`` (breaker_open, breaker_closed, outbox_drained) | waits, at most ``seconds`` |
-| ``proxy`` | ``latency_ms``, ``reset``, ``blackhole`` | the TCP fault proxy in front of the service |
-| ``storm`` | ``events``, ``seed``, ``duplicates`` | a webhook storm from the fake Stripe |
-| ``kill`` | | kill -9 the service the runner started |
-| ``restart`` | | start it again on the same database |
+Kinds and their keys (besides ``kind`` and an optional ``label``):
+
+- ``fault``: ``clear``, ``db``, ``stripe``, ``email``, ``webhook``, the contract's
+  ``FaultsRequest`` (:mod:`licensing_service.contract.faults`): faults on the service;
+- ``load``: ``action`` = start / stop: the recording load;
+- ``clock``: ``advance`` (seconds): moves the service's test clock;
+- ``wait``: ``seconds``, ``until`` (breaker_open, breaker_closed, outbox_drained):
+  waits, at most ``seconds``;
+- ``proxy``: ``latency_ms``, ``reset``, ``blackhole``: the TCP fault proxy in front
+  of the service (:mod:`scenarios.proxy`);
+- ``storm``: ``events``, ``seed``, ``duplicates``: a webhook storm from the fake Stripe;
+- ``kill``: kill -9 the service the runner started; ``restart``: start it again on
+  the same database.
 
 ``proxy``, ``storm``, ``kill`` and ``restart`` need modules (``scenarios.proxy``,
-``scenarios.storm``, ``scenarios.crash``) that are not part of this tree yet: a
-file using them is refused at load time, naming the step, "not available yet".
+``scenarios.storm``, ``scenarios.crash``) from the storms work: while one is not
+in the tree, a file using its step is refused at load time, naming the step,
+"not available yet".
 """
 
 from __future__ import annotations
@@ -158,7 +162,11 @@ class WaitStep(_Step):
     def describe(self) -> str:
         if self.label:
             return self.label
-        return f"wait until {self.until} (<= {self.seconds:g}s)" if self.until else f"wait {self.seconds:g}s"
+        return (
+            f"wait until {self.until} (<= {self.seconds:g}s)"
+            if self.until
+            else f"wait {self.seconds:g}s"
+        )
 
     def run(self, controls: Controls) -> str:
         met = controls.wait(float(self.seconds), self.until)
@@ -220,8 +228,7 @@ class RestartStep(_Step):
 Step = FaultStep | LoadStep | ClockStep | WaitStep | ProxyStep | StormStep | KillStep | RestartStep
 
 STEP_KINDS: dict[str, type[BaseModel]] = {
-    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
-    for model in Step.__args__  # type: ignore[attr-defined]
+    model.model_fields["kind"].annotation.__args__[0]: model for model in Step.__args__
 }
 
 __all__ = [

@@ -54,10 +54,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        host, port = self.server.server_address[:2]
+        address = self.server.server_address
+        assert isinstance(address, tuple)  # an AF_INET server
         request = httpx.Request(
             self.command,
-            f"http://{host!s}:{port}{self.path}",
+            f"http://{address[0]!s}:{address[1]}{self.path}",
             headers=list(self.headers.items()),
             content=body,
         )
@@ -72,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(content)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: object) -> None:
         del format, args  # the rehearsal's timeline is the log
 
 

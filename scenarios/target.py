@@ -22,7 +22,7 @@ import httpx
 from fixtures.target import target_clock
 from licensing_service.contract import routes
 from loadtests.harness.checks.invoices import invoice_event, new_ids
-from loadtests.harness.provision import Credential, ProvisionError, Provisioner, provision
+from loadtests.harness.provision import Credential, Provisioner, ProvisionError, provision
 from loadtests.harness.service_process import service
 from loadtests.rehearsal_load import LoadLicense
 from scenarios.fault_control import FaultControl
@@ -66,7 +66,9 @@ def probe(base: str, secrets: tuple[str, ...], managed: bool) -> Target:
         if clock:
             caps.add("test_clock")
         else:
-            why["test_clock"] = f"the target has no {routes.HARNESS_CLOCK} (not started with --test-clock)"
+            why["test_clock"] = (
+                f"the target has no {routes.HARNESS_CLOCK} (not started with --test-clock)"
+            )
         reason = FaultControl(client).available()
         if reason is None:
             caps.add("faults")
@@ -82,7 +84,9 @@ def probe(base: str, secrets: tuple[str, ...], managed: bool) -> Target:
 def licenses(target: Target, active: int, suspended: int, *, seed: int) -> list[LoadLicense]:
     """``active + suspended`` new licenses, the last ``suspended`` of them
     suspended by a failed invoice before the rehearsal starts."""
-    creds = provision(target.base_url, target.secrets, active + suspended, seed=seed, prefix="rehearse")
+    creds = provision(
+        target.base_url, target.secrets, active + suspended, seed=seed, prefix="rehearse"
+    )
     made = [_load_license(c, "active") for c in creds[:active]]
     if suspended:
         with httpx.Client(base_url=target.base_url, timeout=10) as client:
@@ -96,7 +100,8 @@ def licenses(target: Target, active: int, suspended: int, *, seed: int) -> list[
                 response = sender.send_event(event)
                 if response.status_code != 200:
                     raise ProvisionError(
-                        f"the failed invoice suspending {cred.email} answered {response.status_code}"
+                        f"the failed invoice suspending {cred.email}"
+                        f" answered {response.status_code}"
                     )
                 made.append(_load_license(cred, "suspended"))
     return made

@@ -16,9 +16,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loadtests.rehearsal_load import Answer
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 PLAIN_EVERY_S = 3.0
 LIVE_FPS = 4
@@ -57,7 +60,8 @@ class Status:
 
 
 def status_line(status: Status) -> str:
-    """``[ 12.0s] step 3 wait 2s | faults db.errors | breaker OPEN | 412 req/s, 3.1% errors, 96% degraded``"""
+    """One line: ``[ 12.0s] <step> | faults db.errors | breaker OPEN | 412 req/s,
+    3.1% errors, 96% degraded | <answers so far>``."""
     recent = [a for a in status.answers if status.t - 1.0 <= a.t < status.t]
     rate = len(recent)
     errors = sum(1 for a in recent if not a.answered)
@@ -99,7 +103,9 @@ class Timeline:
             from rich.live import Live
 
             live = Live(
-                self._render(), console=Console(file=self.out), refresh_per_second=LIVE_FPS,
+                self._render(),
+                console=Console(file=self.out),
+                refresh_per_second=LIVE_FPS,
                 transient=False,
             )
             live.start()
@@ -126,9 +132,10 @@ class Timeline:
             else:
                 print(status_line(self.snapshot()), file=self.out, flush=True)
 
-    def _render(self) -> object:
-        from rich.console import Group
+    def _render(self) -> Group:
         from rich.text import Text
+
+        from rich.console import Group
 
         lines = [Text(e) for e in self._events]
         return Group(*lines, Text(status_line(self.snapshot()), style="bold"))

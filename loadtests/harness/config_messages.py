@@ -31,7 +31,7 @@ def config_error(
     exc: ValidationError,
     keys: Mapping[str, Sequence[str]],
     *,
-    within: tuple[str, ...] = (),
+    within: tuple[str | int, ...] = (),
     file_names: Mapping[str, str] | None = None,
 ) -> ConfigError:
     """Every problem of ``exc``, the first as the error's key and problem.

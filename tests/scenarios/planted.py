@@ -56,7 +56,9 @@ def db_outage() -> Recording:
         answers.append(answer(t + 0.01, "suspended", degraded=out))
         if 2.0 <= t < 6.0:
             answers.append(
-                answer(t + 0.02, "session", status=503, code="CIRCUIT_BREAKER_OPEN", retry_after="30")
+                answer(
+                    t + 0.02, "session", status=503, code="CIRCUIT_BREAKER_OPEN", retry_after="30"
+                )
             )
         else:
             answers.append(answer(t + 0.02, "session"))

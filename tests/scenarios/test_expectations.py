@@ -186,7 +186,9 @@ def stripe_outage(broken: bool = False) -> Recording:
         answers.append(answer(t, degraded=broken and inside))
         answers.append(answer(t, "webhook"))
         status, code = (503, "STRIPE_UNAVAILABLE") if inside else (200, None)
-        answers.append(answer(t, "checkout", status=status, code=code, retry_after="5" if inside else None))
+        answers.append(
+            answer(t, "checkout", status=status, code=code, retry_after="5" if inside else None)
+        )
     return Recording(answers=answers, faults=[FaultWindow(2.0, 4.0, ("stripe.errors",))], end=6.0)
 
 
@@ -205,7 +207,11 @@ def test_stripe_outage_that_degrades_validation_fails() -> None:
 def test_checkout_hanging_instead_of_503_fails() -> None:
     hung = with_answers(
         stripe_outage(),
-        lambda a: replace(a, status=None, failure="timeout", code=None) if a.op == "checkout" and a.retry_after else a,
+        lambda a: (
+            replace(a, status=None, failure="timeout", code=None)
+            if a.op == "checkout" and a.retry_after
+            else a
+        ),
     )
     assert judge("fail_fast", hung, ops=["checkout"], fault="stripe").outcome is Outcome.FAIL
 
@@ -246,7 +252,9 @@ def clock_jump(revived: bool = False, stale_tier: bool = False) -> Recording:
         answers.append(answer(t, server_time=iso(t, offset), tier_s=tier))
         if first_after:
             status, code = (200, None) if revived else (404, "SESSION_EXPIRED")
-            answers.append(answer(t + 0.02, "session", action="heartbeat", status=status, code=code))
+            answers.append(
+                answer(t + 0.02, "session", action="heartbeat", status=status, code=code)
+            )
         elif 2.1 <= t < 2.2:
             answers.append(answer(t + 0.02, "session", action="start"))
         else:
@@ -289,7 +297,13 @@ def outbox(lost: bool = False, doubled: bool = False, stuck: bool = False) -> Re
     samples += [OutboxSample(1 + n * 0.5, n + 1, 3, 4 + n, 4 + n) for n in range(4)]
     total = 6 if lost else 7
     samples.append(
-        OutboxSample(4.0, 1 if stuck else 0, total - (1 if stuck else 0), total, total - (1 if doubled else 0))
+        OutboxSample(
+            4.0,
+            1 if stuck else 0,
+            total - (1 if stuck else 0),
+            total,
+            total - (1 if doubled else 0),
+        )
     )
     return Recording(outbox=samples, faults=[FaultWindow(1.0, 3.0, ("email.errors",))], end=4.0)
 

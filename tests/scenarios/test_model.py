@@ -107,7 +107,7 @@ def test_every_problem_at_once_with_the_file_named(tmp_path: Path) -> None:
 
 
 def test_a_method_that_moves_the_clock_must_say_so() -> None:
-    err = refused(MINIMAL + "\n[[method]]\nkind = \"clock\"\nadvance = 30\n")
+    err = refused(MINIMAL + '\n[[method]]\nkind = "clock"\nadvance = 30\n')
     assert err.key == "scenario.needs"
     assert "'test_clock'" in err.problem
 

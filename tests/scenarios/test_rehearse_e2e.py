@@ -112,10 +112,18 @@ def test_ctrl_c_runs_the_rollbacks(tmp_path: Path, reference: Reference) -> None
     path = tmp_path / "hang.toml"
     path.write_text(HANGING, encoding="utf-8")
     args = [
-        *CLI, str(path), "--target", reference.url,
-        "--webhook-secret", reference.secrets[0], "--report", str(tmp_path / "report"),
+        *CLI,
+        str(path),
+        "--target",
+        reference.url,
+        "--webhook-secret",
+        reference.secrets[0],
+        "--report",
+        str(tmp_path / "report"),
     ]
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
         killer = threading.Timer(90, proc.kill)  # never hang the suite
         killer.start()
         try:
@@ -142,8 +150,19 @@ def test_ctrl_c_runs_the_rollbacks(tmp_path: Path, reference: Reference) -> None
 def test_a_target_without_harness_routes_is_skipped_with_the_reason(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "LH_ENVIRONMENT": "test", "STRIPE_WEBHOOK_SECRET": "whsec_skiptest"}
-    cmd = [sys.executable, "-m", "licensing_service", "serve", "--port", str(port), "--db", str(tmp_path / "x.db")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "licensing_service",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "x.db"),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -154,8 +173,14 @@ def test_a_target_without_harness_routes_is_skipped_with_the_reason(tmp_path: Pa
             except httpx.HTTPError:
                 time.sleep(0.1)
         done = rehearse(
-            "db-outage", "clock-jump", "--target", url, "--webhook-secret", "whsec_skiptest",
-            "--report", str(tmp_path / "r"),
+            "db-outage",
+            "clock-jump",
+            "--target",
+            url,
+            "--webhook-secret",
+            "whsec_skiptest",
+            "--report",
+            str(tmp_path / "r"),
         )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
