@@ -31,12 +31,15 @@ import httpx
 
 from fixtures.stripe import objects
 from fixtures.target import is_loopback
+from loadtests.harness.provision import checkout_event, plan_licenses
 from licensing_service.contract import routes
 from licensing_service.contract import stripe as contract
 
 # What each operation is, as a rehearsal judges it. "write": commits before it
 # answers (a session action), so it must fail fast while the database is out.
-OPERATIONS = ("validate", "suspended", "session", "webhook", "checkout", "portal")
+# "signup": a signed checkout.session.completed for a new customer (a new license
+# and its welcome email: what makes the outbox grow).
+OPERATIONS = ("validate", "suspended", "session", "webhook", "signup", "checkout", "portal")
 WRITES = frozenset({"session"})
 LicenseState = Literal["active", "suspended"]
 
@@ -221,7 +224,7 @@ class RehearsalLoad:
     def _possible(self, op: str) -> bool:
         if op == "suspended":
             return bool(self._pools.suspended)
-        if op == "webhook":
+        if op in ("webhook", "signup"):
             return bool(self.plan.webhook_secrets)
         return True
 
@@ -239,6 +242,9 @@ class RehearsalLoad:
             lic = rng.choice(self._pools.active)
             await self._send_webhook(client, lic)
             return
+        if op == "signup":
+            await self._send_signup(client, rng)
+            return
         if op == "checkout":
             lic = rng.choice(self._pools.active)
             body = {"email": lic.email}
@@ -253,6 +259,12 @@ class RehearsalLoad:
         lic = rng.choice(pool)
         await self._send(client, op, lic, routes.VALIDATE_UNIFIED, _validate_body(lic), "")
 
+    async def _send_signup(self, client: httpx.AsyncClient, rng: random.Random) -> None:
+        planned = plan_licenses(1, seed=rng.randrange(1 << 40), prefix="rehearse-signup")[0]
+        now = int(time.time() + self._sign_offset)
+        lic = LoadLicense(planned.email, "", planned.fingerprint, "active")
+        await self._send_event(client, "signup", lic, checkout_event(planned, now), now)
+
     async def _send_webhook(self, client: httpx.AsyncClient, lic: LoadLicense) -> None:
         # A ping-like event every service must acknowledge and none acts on: the
         # load's webhooks must not change the licenses the rehearsal judges.
@@ -263,10 +275,20 @@ class RehearsalLoad:
             created=now,
             data_object={"id": lic.stripe_customer_id or "cus_unknown", "object": "customer"},
         )
+        await self._send_event(client, "webhook", lic, event, now)
+
+    async def _send_event(
+        self,
+        client: httpx.AsyncClient,
+        op: str,
+        lic: LoadLicense,
+        event: dict[str, Any],
+        now: int,
+    ) -> None:
         raw = json.dumps(event, separators=(",", ":")).encode()
         header = contract.signature_header(raw, list(self.plan.webhook_secrets), now)
         headers = {"content-type": "application/json", contract.SIGNATURE_HEADER: header}
-        await self._send(client, "webhook", lic, routes.WEBHOOK, None, "", raw, headers)
+        await self._send(client, op, lic, routes.WEBHOOK, None, "", raw, headers)
 
     async def _send(
         self,

@@ -14,6 +14,7 @@ judged on what was recorded::
     breaker_threshold = 5              # LH_BREAKER_THRESHOLD
     breaker_open_seconds = 30          # LH_BREAKER_OPEN_SECONDS
     stripe_api = false                 # start a local Stripe API for checkout and portal
+    db_timeout_ms = 200                # LH_DB_TIMEOUT_MS: a slow database fails past this
 
     [load]                             # the recording load (loadtests.rehearsal_load)
     users = 50
@@ -104,6 +105,7 @@ class ServiceTable(BaseModel):
     breaker_threshold: Annotated[StrictInt, Field(ge=1, le=1_000_000_000)] = 5
     breaker_open_seconds: Annotated[StrictInt, Field(ge=1, le=86_400)] = 30
     stripe_api: StrictBool = False
+    db_timeout_ms: Annotated[StrictInt, Field(ge=1, le=60_000)] | None = None  # LH_DB_TIMEOUT_MS
 
 
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0)]
@@ -116,6 +118,7 @@ class MixTable(BaseModel):
     suspended: Weight = 0
     session: Weight = 0
     webhook: Weight = 0
+    signup: Weight = 0
     checkout: Weight = 0
     portal: Weight = 0
 

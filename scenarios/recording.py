@@ -66,7 +66,10 @@ class OutboxSample:
     queued: int  # not delivered yet
     delivered: int
     total: int
-    dedupe_keys: int  # distinct dedupe keys: total - dedupe_keys rows are doubles
+    # Lines in the service's email sink, and the distinct emails among them (a
+    # difference is an email sent twice); -1 when the sink is not ours to read.
+    sent: int = -1
+    sent_distinct: int = -1
 
 
 @dataclass(slots=True)

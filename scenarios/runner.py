@@ -11,6 +11,7 @@ the steady state did not hold before it) is an ERROR: exit 2, not judged.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import tempfile
@@ -103,15 +104,12 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
             **more,
         )
 
-    env = {
-        "LH_BREAKER_THRESHOLD": str(reh.service.breaker_threshold),
-        "LH_BREAKER_OPEN_SECONDS": str(reh.service.breaker_open_seconds),
-        **options.service_env,
-    }
     with (
         tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp,
         contextlib.ExitStack() as stack,
     ):
+        sink = Path(tmp) / "emails.jsonl"
+        env = {**_service_env(reh, sink), **options.service_env}
         if reh.service.stripe_api and options.target is None:
             from scenarios.stripe_api import API_KEY, fake_stripe_api
 
@@ -127,7 +125,7 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
                     return result([], skipped=missing)
                 seed = options.seed if options.seed is not None else random.randrange(1 << 30)
                 lics = licenses(target, reh.load.licenses, reh.load.suspended, seed=seed)
-                run = _Run(reh, target, lics, options, seed)
+                run = _Run(reh, target, lics, options, seed, sink if target.managed else None)
                 verdicts, recording, interrupted = run.execute()
                 return result(verdicts, recording=recording, interrupted=interrupted)
         except (GateError, ProvisionError, httpx.HTTPError) as exc:
@@ -147,8 +145,10 @@ class _Run:
         lics: list[LoadLicense],
         options: RunOptions,
         seed: int,
+        sink: Path | None,
     ) -> None:
         self.reh = reh
+        self.sink = sink
         self.target = target
         self.licenses = lics
         self.origin = time.monotonic()
@@ -417,8 +417,10 @@ class _Run:
             rows = self.client.get(routes.HARNESS_EMAILS).json()["emails"]
             queued = sum(1 for r in rows if r.get("delivery_status") == "pending")
             delivered = sum(1 for r in rows if r.get("delivered_at"))
-            ids = {r.get("id") for r in rows}
-            self.outbox.append(OutboxSample(self.clock(), queued, delivered, len(rows), len(ids)))
+            sent, distinct = _sink_counts(self.sink)
+            self.outbox.append(
+                OutboxSample(self.clock(), queued, delivered, len(rows), sent, distinct)
+            )
 
     def _sign_offset(self, clock_view: Mapping[str, Any] | None = None) -> float:
         """The target's unix time minus ours: webhooks are signed on its clock."""
@@ -518,6 +520,32 @@ class _Run:
             },
             end=self.clock(),
         )
+
+
+def _service_env(reh: Rehearsal, sink: Path) -> dict[str, str]:
+    """The started service's settings from the file's [service] table."""
+    env = {
+        "LH_BREAKER_THRESHOLD": str(reh.service.breaker_threshold),
+        "LH_BREAKER_OPEN_SECONDS": str(reh.service.breaker_open_seconds),
+        "LH_EMAIL_SINK": str(sink),
+        # Drained often, so an outbox rehearsal sees it empty within a second.
+        "LH_EMAIL_POLL_SECONDS": "0.2",
+    }
+    if reh.service.db_timeout_ms is not None:
+        env["LH_DB_TIMEOUT_MS"] = str(reh.service.db_timeout_ms)
+    return env
+
+
+def _sink_counts(sink: Path | None) -> tuple[int, int]:
+    """Lines in the email sink, and distinct emails among them (-1, -1: not ours)."""
+    if sink is None:
+        return -1, -1
+    try:
+        lines = sink.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return 0, 0
+    ids = [json.loads(line).get("id") for line in lines if line.strip()]
+    return len(ids), len(set(ids))
 
 
 def _uses_proxy(reh: Rehearsal) -> bool:

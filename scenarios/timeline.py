@@ -133,9 +133,8 @@ class Timeline:
                 print(status_line(self.snapshot()), file=self.out, flush=True)
 
     def _render(self) -> Group:
-        from rich.text import Text
-
         from rich.console import Group
+        from rich.text import Text
 
         lines = [Text(e) for e in self._events]
         return Group(*lines, Text(status_line(self.snapshot()), style="bold"))

@@ -293,18 +293,12 @@ def test_expected_tiers_match_the_readme(gap: float, tier: int) -> None:
 def outbox(lost: bool = False, doubled: bool = False, stuck: bool = False) -> Recording:
     from scenarios.recording import OutboxSample
 
-    samples = [OutboxSample(0.5, 0, 3, 3, 3)]
-    samples += [OutboxSample(1 + n * 0.5, n + 1, 3, 4 + n, 4 + n) for n in range(4)]
+    samples = [OutboxSample(0.5, 0, 3, 3, 3, 3)]
+    samples += [OutboxSample(1 + n * 0.5, n + 1, 3, 4 + n, 3, 3) for n in range(4)]
     total = 6 if lost else 7
-    samples.append(
-        OutboxSample(
-            4.0,
-            1 if stuck else 0,
-            total - (1 if stuck else 0),
-            total,
-            total - (1 if doubled else 0),
-        )
-    )
+    delivered = total - (1 if stuck else 0)
+    sent = delivered + (1 if doubled else 0)
+    samples.append(OutboxSample(4.0, total - delivered, delivered, total, sent, delivered))
     return Recording(outbox=samples, faults=[FaultWindow(1.0, 3.0, ("email.errors",))], end=4.0)
 
 
