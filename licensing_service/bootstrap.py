@@ -17,8 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from licensing_service.adapters.clock import MovableClock, OffsetClock, SharedFileOffset
 from licensing_service.adapters.email import ResendTransport, SinkTransport
+from licensing_service.adapters.sqlite_lock import SqliteWriteLock
 from licensing_service.adapters.sqlite_migrations import migrate
-from licensing_service.adapters.sqlite_store import FaultSwitch, SqliteStore
+from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.api import openapi
 from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
@@ -37,11 +38,12 @@ from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.checkout import CheckoutService, ReturnUrls
 from licensing_service.service.errors import LicensingError
+from licensing_service.service.faults import DbFaults, Faults, FaultyBillingApi, FaultyTransport
 from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock
 from licensing_service.service.snapshot import Snapshot
-from licensing_service.service.webhooks import WebhookFaults, WebhookService
+from licensing_service.service.webhooks import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +61,16 @@ class Parts:
     settings: Settings
     clock: Clock
     store: SqliteStore
-    faults: FaultSwitch
+    faults: Faults | None  # harness mode (--test-clock) only
     service: LicensingService
     metrics: Metrics
     deliverer: Deliverer
     webhooks: WebhookService
 
 
-def open_store(settings: Settings, clock: Clock, faults: FaultSwitch) -> SqliteStore:
+def open_store(settings: Settings, clock: Clock, faults: DbFaults | None = None) -> SqliteStore:
     settings.db.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.db, faults=faults)
+    store = SqliteStore(settings.db, faults=faults, busy_timeout_ms=settings.db_timeout_ms)
     migrate(store.connection(), clock.now())
     return store
 
@@ -104,13 +106,15 @@ def build_service(settings: Settings, store: SqliteStore) -> LicensingService:
     )
 
 
-def build_webhooks(settings: Settings, service: LicensingService) -> WebhookService:
+def build_webhooks(
+    settings: Settings, service: LicensingService, faults: Faults | None
+) -> WebhookService:
     return WebhookService(
         service,
         settings.webhook_secrets(),
         tolerance_seconds=settings.webhook_tolerance_seconds,
         lease=timedelta(seconds=settings.webhook_lease_seconds),
-        faults=WebhookFaults(),
+        fail_hook=faults.check_webhook if faults is not None else None,
     )
 
 
@@ -187,19 +191,25 @@ def create_app(
 
         http_path = http_path_of(settings, {})
     clock = clock or default_clock(settings)
-    faults = FaultSwitch()
-    store = open_store(settings, clock, faults)
+    db_faults = DbFaults(settings.db_timeout_ms) if settings.test_clock else None
+    store = open_store(settings, clock, db_faults)
+    # Harness mode only: in production nothing is wrapped and nothing checked.
+    faults = Faults(db_faults, SqliteWriteLock(settings.db)) if db_faults is not None else None
     service = build_service(settings, store)
     # Other worker processes' status changes drop this process's snapshot entries.
     store.watch_license_changes(service.snapshot.discard)
     client = None
     if transport is None:
         transport, client = build_transport(settings)
+    if faults is not None:
+        transport = FaultyTransport(transport, faults)
     deliverer = Deliverer(service.guard, transport)
-    metrics = Metrics(service, clock, http_path)
+    metrics = Metrics(service, clock, http_path, faults)
     handlers = Handlers(service, store, clock, settings)
-    webhooks = build_webhooks(settings, service)
+    webhooks = build_webhooks(settings, service, faults)
     billing_api = billing_api or build_billing_api(settings)
+    if billing_api is not None and faults is not None:
+        billing_api = FaultyBillingApi(billing_api, faults, settings.stripe_timeout_seconds)
     checkout = build_checkout(settings, service, billing_api)
     specs = routes_for(harness=settings.test_clock)
     spec_bytes = orjson.dumps(openapi.build(specs))
@@ -217,10 +227,12 @@ def create_app(
     routes.update(BillingHandlers(handlers, webhooks, checkout).routes())
     routes[paths.OPENAPI] = {"GET": openapi_route}
     routes[paths.METRICS] = {"GET": metrics_route}
-    if settings.test_clock:
+    if faults is not None:
         assert hasattr(clock, "advance"), "--test-clock needs a movable clock"
         movable: MovableClock = clock  # type: ignore[assignment]
-        routes.update(HarnessHandlers(movable, service.guard, faults, webhooks.faults).routes())
+        harness = HarnessHandlers(movable, service.guard, faults)
+        routes.update(harness.routes())
+        harness.wrap(routes)
 
     def fail(code: ErrorCode, message: str, request: Incoming) -> Outgoing:
         return r.unified_error(_Generic(code, message), new_request_id(), clock.now(), request.path)
@@ -269,6 +281,8 @@ def create_app(
                 await client.aclose()
             if billing_api is not None:
                 await billing_api.aclose()
+            if faults is not None:
+                faults.close()  # a held write lock would outlive the server otherwise
             store.close()
 
     origins = settings.allowed_origins()

@@ -104,7 +104,6 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from licensing_service.adapters.clock import SystemClock
-    from licensing_service.adapters.sqlite_store import FaultSwitch
     from licensing_service.api.server import uvicorn_options
     from licensing_service.bootstrap import create_app, open_store, test_clock_file
 
@@ -122,7 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     # Worker processes rebuild the settings from the environment.
     os.environ.update(_as_env(settings))
-    open_store(settings, SystemClock(), FaultSwitch()).close()  # migrate once, before the workers
+    open_store(settings, SystemClock()).close()  # migrate once, before the workers
     uvicorn.run(
         "licensing_service.bootstrap:create_app_from_env",
         factory=True,
@@ -146,7 +145,6 @@ def _as_env(settings: Settings) -> dict[str, str]:
 
 def _seed(args: argparse.Namespace) -> int:
     from licensing_service.adapters.clock import SystemClock
-    from licensing_service.adapters.sqlite_store import FaultSwitch
     from licensing_service.bootstrap import open_store
     from licensing_service.domain.credentials import new_unlock_token
     from licensing_service.service.ports import NewCustomer
@@ -154,7 +152,7 @@ def _seed(args: argparse.Namespace) -> int:
     settings = Settings(db=args.db)
     clock = SystemClock()
     now = clock.now()
-    store = open_store(settings, clock, FaultSwitch())
+    store = open_store(settings, clock)
     rng = random.Random(args.seed)  # noqa: S311 - picks statuses; tokens use a CSPRNG
     batch = f"{rng.getrandbits(32):08x}"
     inactive = inactive_indices(rng, args.customers, args.inactive_ratio)

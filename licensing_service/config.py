@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
+    # How long a unit of work waits on the database (SQLite's busy timeout, and
+    # the bound on injected latency) before failing as unavailable.
+    db_timeout_ms: int = Field(default=2000, ge=1, le=60_000)
     audit_flush_ms: int = Field(default=50, ge=1)
     # The inline accelerator (api/inline_http.py): synchronous routes answered
     # inside the HTTP protocol; false serves every request through ASGI.

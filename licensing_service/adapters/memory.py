@@ -15,8 +15,9 @@ Stateful and faithful to the SQLite adapter where the service can tell
   processes on one database file: each sees the other's commits, and the
   ``license_changes`` feed reaches the other's listener.
 
-:attr:`MemoryStore.faults` rehearses an outage (every scope refused, as the
-SQLite adapter's ``FaultSwitch`` does), :attr:`MemoryStore.fail_transactions`
+:attr:`MemoryStore.faults` rehearses an outage (every scope refused or slowed,
+through the same :class:`~licensing_service.service.faults.DbFaults` gate as
+the SQLite adapter), :attr:`MemoryStore.fail_transactions`
 a database that reads but cannot write; :attr:`MemoryStore.scopes_opened`
 counts scopes, so a test can prove that a path did not touch the database.
 """
@@ -32,7 +33,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 from licensing_service.adapters.sqlite_cache import DeferredValidations
-from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import opt_to_db, to_db
 from licensing_service.domain.billing import BillingState
 from licensing_service.domain.credentials import normalize_email
@@ -40,6 +40,7 @@ from licensing_service.domain.sessions import SessionRecord, SessionStatus
 from licensing_service.domain.stripe_events import Refund
 from licensing_service.domain.subscription import SubscriptionStatus
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
+from licensing_service.service.faults import DbFaults
 from licensing_service.service.ports import (
     AuditEntry,
     CustomerRecord,
@@ -495,11 +496,9 @@ class MemoryStore:
     On the one shared connection a nested scope would commit or roll back
     its caller's work, so the service must never open one."""
 
-    def __init__(
-        self, tables: MemoryTables | None = None, faults: FaultSwitch | None = None
-    ) -> None:
+    def __init__(self, tables: MemoryTables | None = None, faults: DbFaults | None = None) -> None:
         self.tables = tables if tables is not None else MemoryTables()
-        self.faults = faults or FaultSwitch()
+        self.faults = faults or DbFaults()
         self.deferred = DeferredValidations()
         self.scopes_opened = 0
         self.in_scope = False
@@ -517,8 +516,8 @@ class MemoryStore:
         return _MemoryScope(self, atomic=False)
 
     def ping(self) -> None:
-        if self.faults.failing:
-            raise StorageUnavailable("database unavailable (injected fault)")
+        if self.faults.active:
+            self.faults.enter()
 
     def pending_writes(self) -> int:
         return len(self.deferred)

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -25,15 +24,9 @@ from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqlite_outbox import SqliteOutbox
 from licensing_service.adapters.sqlite_sessions import SqliteSessions
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
+from licensing_service.service.faults import DbFaults
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class FaultSwitch:
-    """Lets a test-clock server rehearse a database outage on demand."""
-
-    failing: bool = False
 
 
 def connect(path: str | Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
@@ -102,14 +95,16 @@ class SqliteStore:
         self,
         path: str | Path,
         *,
-        faults: FaultSwitch | None = None,
+        faults: DbFaults | None = None,
         background_checkpoints: bool = True,
         cache: CustomerCache | None = None,
+        busy_timeout_ms: int = 2000,
     ) -> None:
         self.path = Path(path)
-        self.faults = faults or FaultSwitch()
+        # Inert unless a harness-mode composition root switches it on.
+        self.faults = faults or DbFaults(busy_timeout_ms)
         try:
-            self._conn = connect(self.path)
+            self._conn = connect(self.path, busy_timeout_ms)
             if background_checkpoints:
                 self._conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
@@ -152,8 +147,8 @@ class SqliteStore:
 
     def ping(self) -> None:
         """Probe the database outside any transaction (health checks)."""
-        if self.faults.failing:
-            raise StorageUnavailable("database unavailable (injected fault)")
+        if self.faults.active:
+            self.faults.enter()
         try:
             self._conn.execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
@@ -179,8 +174,8 @@ class _Scope:
 
     def __enter__(self) -> SqliteUnitOfWork:
         store = self._store
-        if store.faults.failing:
-            raise StorageUnavailable("database unavailable (injected fault)")
+        if store.faults.active:
+            store.faults.enter()
         conn = store._conn
         try:
             if self._atomic:

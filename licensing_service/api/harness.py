@@ -1,5 +1,6 @@
 """Test-only routes (``serve --test-clock``): move time, read the outbox,
-rehearse a database outage. Absent (404) on a server started without it."""
+inject faults (``contract/faults.py``). Absent (404) on a server started
+without it."""
 
 from __future__ import annotations
 
@@ -7,25 +8,30 @@ import math
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
+import orjson
+
 from licensing_service.adapters.clock import MovableClock
-from licensing_service.adapters.sqlite_store import FaultSwitch
 from licensing_service.adapters.sqltime import from_db
 from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
 from licensing_service.api.asgi import Handler, Incoming, Outgoing
 from licensing_service.contract import routes as paths
-from licensing_service.contract.models import ClockRequest, DbFaultRequest, WebhookFaultRequest
+from licensing_service.contract.faults import FaultsRequest, FaultsView
+from licensing_service.contract.models import ClockRequest
 from licensing_service.service.errors import (
     InvalidRequest,
     LicensingError,
+    WebhookRejected,
 )
+from licensing_service.service.faults import Faults
 from licensing_service.service.guard import StoreGuard
-from licensing_service.service.webhooks import WebhookFaults
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 86400  # ten years: more is a typo, not a test
 # Far from datetime's limits, so no moved clock can overflow a date computation.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# What a rejected webhook delivery is told; Stripe keeps its own schedule anyway.
+REJECT_RETRY_AFTER = 5
 
 
 class HarnessHandlers:
@@ -33,23 +39,17 @@ class HarnessHandlers:
         self,
         clock: MovableClock,
         guard: StoreGuard,
-        faults: FaultSwitch,
-        webhook_faults: WebhookFaults,
+        faults: Faults,
     ) -> None:
         self.clock = clock
         self.guard = guard
         self.faults = faults
-        self.webhook_faults = webhook_faults
 
     def routes(self) -> dict[str, dict[str, Handler]]:
         return {
             paths.HARNESS_CLOCK: {"GET": self.read_clock, "POST": self.move_clock},
             paths.HARNESS_EMAILS: {"GET": self.emails},
-            paths.HARNESS_DB_FAULT: {"GET": self.read_fault, "POST": self.set_fault},
-            paths.HARNESS_WEBHOOK_FAULTS: {
-                "GET": self.read_webhook_faults,
-                "POST": self.set_webhook_faults,
-            },
+            paths.HARNESS_FAULTS: {"GET": self.read_faults, "POST": self.set_faults},
         }
 
     def _clock_view(self) -> Outgoing:
@@ -99,31 +99,54 @@ class HarnessHandlers:
                 row[key] = r.iso(from_db(row[key]))
         return r.json_response({"emails": rows}, 200, [r.NO_STORE])
 
-    def read_fault(self, request: Incoming) -> Outgoing:
+    def read_faults(self, request: Incoming) -> Outgoing:
         del request
-        return r.json_response({"failing": self.faults.failing}, 200)
+        return self._faults_view(self.faults.view())
 
-    def set_fault(self, request: Incoming) -> Outgoing:
+    def set_faults(self, request: Incoming) -> Outgoing:
+        """Per process: with --workers N, each worker has its own faults."""
         try:
-            req = Handlers.parse(DbFaultRequest, request)
+            req = Handlers.parse(FaultsRequest, request)
+            if not req.model_fields_set:
+                # {} changes nothing: more likely a typo than a request.
+                raise InvalidRequest(
+                    [("body", "Give clear or at least one of db, stripe, email, webhook")]
+                )
+            view = self.faults.apply(req)
         except LicensingError as exc:
-            return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_DB_FAULT)
-        self.faults.failing = req.failing
-        return r.json_response({"failing": self.faults.failing}, 200)
+            return r.unified_error(exc, new_request_id(), self.clock.now(), paths.HARNESS_FAULTS)
+        return self._faults_view(view)
 
-    def _webhook_faults_view(self) -> Outgoing:
-        return r.json_response({"fail_once": sorted(self.webhook_faults.fail_once)}, 200)
+    @staticmethod
+    def _faults_view(view: FaultsView) -> Outgoing:
+        return Outgoing(200, view.model_dump_json().encode(), [r.JSON_TYPE, r.NO_STORE])
 
-    def read_webhook_faults(self, request: Incoming) -> Outgoing:
-        del request
-        return self._webhook_faults_view()
+    def wrap(self, routes: dict[str, dict[str, Handler]]) -> None:
+        """Put the faults in front of the routes they concern: ``/health``
+        lists the active ones, ``POST /webhook`` is refused while rejected."""
+        health = routes[paths.HEALTH]["GET"]
+        webhook = routes[paths.WEBHOOK]["POST"]
+        faults = self.faults
+        clock = self.clock
 
-    def set_webhook_faults(self, request: Incoming) -> Outgoing:
-        """Per process: with --workers N, a retry may reach another worker."""
-        try:
-            req = Handlers.parse(WebhookFaultRequest, request)
-        except LicensingError as exc:
-            now = self.clock.now()
-            return r.unified_error(exc, new_request_id(), now, paths.HARNESS_WEBHOOK_FAULTS)
-        self.webhook_faults.fail_once.update(req.fail_once)
-        return self._webhook_faults_view()
+        def health_with_faults(request: Incoming) -> Outgoing:
+            out = health(request)
+            assert isinstance(out, Outgoing), "/health is synchronous"
+            body = orjson.loads(out.body)
+            body["faults"] = {"active": faults.active()}
+            out.body = orjson.dumps(body)
+            return out
+
+        def webhook_or_reject(request: Incoming) -> Outgoing:
+            if faults.reject_webhooks:
+                # Before the body is parsed or its signature checked: nothing is applied.
+                exc = WebhookRejected(
+                    "Webhook endpoint down (injected fault)", retry_after=REJECT_RETRY_AFTER
+                )
+                return r.unified_error(exc, new_request_id(), clock.now(), paths.WEBHOOK)
+            out = webhook(request)
+            assert isinstance(out, Outgoing), "/webhook is synchronous"
+            return out
+
+        routes[paths.HEALTH]["GET"] = health_with_faults
+        routes[paths.WEBHOOK]["POST"] = webhook_or_reject

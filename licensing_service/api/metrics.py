@@ -15,8 +15,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from licensing_service.contract.faults import fault_names
 from licensing_service.domain.breaker import BreakerState
 from licensing_service.service.errors import Unavailable
+from licensing_service.service.faults import Faults
 from licensing_service.service.licensing import LicensingService
 from licensing_service.service.ports import Clock
 
@@ -36,12 +38,20 @@ class Metrics:
     everything else) at scrape time, also on that thread.
     """
 
-    def __init__(self, service: LicensingService, clock: Clock, http_path: HttpPath) -> None:
+    def __init__(
+        self,
+        service: LicensingService,
+        clock: Clock,
+        http_path: HttpPath,
+        faults: Faults | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = _RequestCollector()
         self.registry.register(self._requests)
         self.registry.register(_StateCollector(service, clock))
         self.registry.register(_HttpPathCollector(http_path))
+        if faults is not None:  # harness mode only
+            self.registry.register(_FaultCollector(faults))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.observe(route, method, status, seconds)
@@ -115,6 +125,22 @@ class _HttpPathCollector(Collector):
         )
         info.add_metric([self._path.path, self._path.reason or ""], 1.0)
         yield info
+
+
+class _FaultCollector(Collector):
+    def __init__(self, faults: Faults) -> None:
+        self._faults = faults
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "licensing_fault_active",
+            "1 while the injected fault is on (harness mode only).",
+            labels=["fault"],
+        )
+        active = set(self._faults.active())
+        for name in fault_names():
+            gauge.add_metric([name], 1.0 if name in active else 0.0)
+        yield gauge
 
 
 class _StateCollector(Collector):

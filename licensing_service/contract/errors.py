@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     WEBHOOK_NOT_CONFIGURED = "WEBHOOK_NOT_CONFIGURED"
     WEBHOOK_IN_PROGRESS = "WEBHOOK_IN_PROGRESS"
     WEBHOOK_HANDLER_FAILED = "WEBHOOK_HANDLER_FAILED"
+    WEBHOOK_UNAVAILABLE = "WEBHOOK_UNAVAILABLE"
     STRIPE_NOT_CONFIGURED = "STRIPE_NOT_CONFIGURED"
     STRIPE_UNAVAILABLE = "STRIPE_UNAVAILABLE"
     STRIPE_ERROR = "STRIPE_ERROR"
@@ -74,6 +75,7 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.WEBHOOK_NOT_CONFIGURED: ErrorSpec(503, "webhook", "high", True),
     ErrorCode.WEBHOOK_IN_PROGRESS: ErrorSpec(409, "webhook", "low", True),
     ErrorCode.WEBHOOK_HANDLER_FAILED: ErrorSpec(500, "webhook", "high", True),
+    ErrorCode.WEBHOOK_UNAVAILABLE: ErrorSpec(503, "webhook", "high", True),
     ErrorCode.STRIPE_NOT_CONFIGURED: ErrorSpec(503, "billing", "high", False),
     ErrorCode.STRIPE_UNAVAILABLE: ErrorSpec(503, "billing", "medium", True),
     ErrorCode.STRIPE_ERROR: ErrorSpec(502, "billing", "high", False),

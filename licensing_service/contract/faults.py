@@ -3,7 +3,11 @@
 Present only on a server in harness mode (``serve --test-clock``, refused in
 production). ``POST /__harness__/faults`` replaces the fault of each target it
 names and leaves the others as they are; ``{"clear": true}`` first turns every
-fault off. ``GET`` reads the current faults. ``/health`` lists the active ones
+fault off. One exception: ``webhook.fail_once`` ids are one-shot tokens, so a
+POST adds them to those still pending (each is consumed by its one failure)
+and only ``clear`` drops them; a POST naming ``webhook`` still replaces
+``reject``. ``GET`` reads the current faults. Faults are per process: with
+``--workers N`` each worker has its own. ``/health`` lists the active ones
 under ``faults`` and ``/metrics`` exposes ``licensing_fault_active{fault=...}``.
 
 Unknown keys are refused (unlike the device-facing requests, which tolerate
@@ -80,6 +84,17 @@ class FaultsView(BaseModel):
     email: EmailFault
     webhook: WebhookFault
     active: list[str]
+
+
+def fault_names() -> list[str]:
+    """Every fault's name, ``target.field``, in the order of the targets."""
+    targets: dict[str, type[BaseModel]] = {
+        "db": DbFault,
+        "stripe": StripeFault,
+        "email": EmailFault,
+        "webhook": WebhookFault,
+    }
+    return [f"{t}.{name}" for t, model in targets.items() for name in model.model_fields]
 
 
 def active_names(view_parts: dict[str, BaseModel]) -> list[str]:

@@ -137,21 +137,6 @@ class PortalRequest(_Request):
     unlockToken: UnlockToken
 
 
-class WebhookFaultRequest(_Request):
-    """``POST /__harness__/webhook-faults``: make the handler fail once, after
-    its effects, for each of these event ids."""
-
-    fail_once: Annotated[
-        list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100_000)
-    ]
-
-
-class DbFaultRequest(_Request):
-    """``POST /__harness__/db-fault``: make every database call fail (or stop failing)."""
-
-    failing: bool
-
-
 # ---------------------------------------------------------------- responses
 
 
@@ -340,6 +325,10 @@ class HttpPathView(_Response):
     reason: str | None
 
 
+class ActiveFaults(_Response):
+    active: list[str]  # "db.errors", "stripe.latency_ms", ... (contract/faults.py)
+
+
 class Health(_Response):
     timestamp: str
     status: Literal["healthy", "degraded", "unhealthy"]
@@ -347,6 +336,8 @@ class Health(_Response):
     circuitBreaker: BreakerView
     system: SystemView
     http: HttpPathView
+    # Harness mode (--test-clock) only: the injected faults on, by name.
+    faults: ActiveFaults | None = None
 
 
 class Probe(_Response):
@@ -377,10 +368,6 @@ class Outbox(_Response):
     emails: list[OutboxEmail]
 
 
-class DbFaultView(_Response):
-    failing: bool
-
-
 class WebhookAck(_Response):
     """``POST /webhook`` accepted the delivery (2xx: Stripe stops retrying it)."""
 
@@ -402,7 +389,3 @@ class CheckoutLink(_Response):
 class PortalLink(_Response):
     success: Literal[True]
     url: str
-
-
-class WebhookFaultsView(_Response):
-    fail_once: list[str]

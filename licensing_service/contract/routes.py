@@ -20,7 +20,6 @@ OPENAPI: Final = "/openapi.json"
 # Present only on a server started with --test-clock.
 HARNESS_CLOCK: Final = "/__harness__/clock"
 HARNESS_EMAILS: Final = "/__harness__/emails"
-HARNESS_DB_FAULT: Final = "/__harness__/db-fault"
 # Every injected fault (database, Stripe, email, webhook): see contract.faults.
 HARNESS_FAULTS: Final = "/__harness__/faults"
 
@@ -30,4 +29,3 @@ API_VERSION: Final = "2.0"
 WEBHOOK: Final = "/webhook"
 CREATE_CHECKOUT_SESSION: Final = "/create-checkout-session"
 CREATE_PORTAL_SESSION: Final = "/create-portal-session"
-HARNESS_WEBHOOK_FAULTS: Final = "/__harness__/webhook-faults"

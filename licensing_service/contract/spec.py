@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from licensing_service.contract import faults as f
 from licensing_service.contract import models as m
 from licensing_service.contract import routes as p
 
@@ -173,37 +174,19 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "GET",
-        p.HARNESS_DB_FAULT,
-        "Is a database fault injected?",
+        p.HARNESS_FAULTS,
+        "The injected faults (database, Stripe, email, webhook)",
         None,
-        {200: m.DbFaultView},
-        harness_only=True,
-        tags=("harness",),
-    ),
-    RouteSpec(
-        "GET",
-        p.HARNESS_WEBHOOK_FAULTS,
-        "Which webhook events will fail once",
-        None,
-        {200: m.WebhookFaultsView},
+        {200: f.FaultsView},
         harness_only=True,
         tags=("harness",),
     ),
     RouteSpec(
         "POST",
-        p.HARNESS_WEBHOOK_FAULTS,
-        "Make the webhook handler fail once for these events",
-        m.WebhookFaultRequest,
-        {200: m.WebhookFaultsView, 400: m.UnifiedError},
-        harness_only=True,
-        tags=("harness",),
-    ),
-    RouteSpec(
-        "POST",
-        p.HARNESS_DB_FAULT,
-        "Inject or clear a database fault",
-        m.DbFaultRequest,
-        {200: m.DbFaultView, 400: m.UnifiedError},
+        p.HARNESS_FAULTS,
+        "Inject or clear faults; each target named replaces its fault",
+        f.FaultsRequest,
+        {200: f.FaultsView, 400: m.UnifiedError, 503: m.UnifiedError},
         harness_only=True,
         tags=("harness",),
     ),

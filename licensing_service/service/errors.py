@@ -189,6 +189,12 @@ class WebhookHandlerFailed(WebhookError):
     code = ErrorCode.WEBHOOK_HANDLER_FAILED
 
 
+class WebhookRejected(WebhookError):
+    """The endpoint is down (the harness's ``webhook.reject`` fault)."""
+
+    code = ErrorCode.WEBHOOK_UNAVAILABLE
+
+
 class StripeError(LicensingError):
     pass
 

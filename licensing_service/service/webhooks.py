@@ -16,8 +16,8 @@ merged billing state, the license change, its audit and its emails. So:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -44,6 +44,7 @@ from licensing_service.service.errors import (
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
+from licensing_service.service.faults import InjectedFailure
 from licensing_service.service.licensing import (
     Call,
     LicensingService,
@@ -70,23 +71,6 @@ class WebhookResult:
     customer_id: int | None = None
 
 
-class InjectedFailure(RuntimeError):
-    """Raised by :class:`WebhookFaults` (``serve --test-clock`` only)."""
-
-
-@dataclass(slots=True)
-class WebhookFaults:
-    """Make the handler fail, after its effects, for chosen events: each id
-    once. How tests and the harness rehearse a failed first delivery."""
-
-    fail_once: set[str] = field(default_factory=set)
-
-    def check(self, event_id: str) -> None:
-        if event_id in self.fail_once:
-            self.fail_once.discard(event_id)
-            raise InjectedFailure(f"injected handler failure for {event_id}")
-
-
 @dataclass(frozen=True, slots=True)
 class _Applied:
     outcome: str
@@ -101,13 +85,14 @@ class WebhookService:
         *,
         tolerance_seconds: int = contract.TOLERANCE_SECONDS,
         lease: timedelta = DEFAULT_LEASE,
-        faults: WebhookFaults | None = None,
+        fail_hook: Callable[[str], None] | None = None,
     ) -> None:
         self.licensing = licensing
         self.secrets = tuple(s for s in secrets if s)
         self.tolerance = tolerance_seconds
         self.lease = lease
-        self.faults = faults or WebhookFaults()
+        # Harness mode only (Faults.check_webhook): may raise InjectedFailure.
+        self.fail_hook = fail_hook
 
     def receive(self, call: Call, body: bytes, signature: str | None) -> WebhookResult:
         header = self._verified_header(call, body, signature)
@@ -118,7 +103,8 @@ class WebhookService:
                     return WebhookResult(header.id, header.type, "duplicate")
                 applied = self._apply(uow, call, header)
                 # After the effects, so an injected failure proves they roll back.
-                self.faults.check(header.id)
+                if self.fail_hook is not None:
+                    self.fail_hook(header.id)
                 customer_id = applied.customer.id if applied.customer else None
                 uow.billing.finish_event(header.id, applied.outcome, customer_id, call.now)
         except LicensingError:

@@ -15,6 +15,7 @@ from licensing_service.adapters.memory import MemoryStore, MemoryTables, NestedU
 from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
+from licensing_service.contract.faults import DbFault
 from licensing_service.domain.billing import BillingState, Version
 from licensing_service.domain.sessions import SessionRecord
 from licensing_service.domain.stripe_events import Refund
@@ -51,7 +52,7 @@ def _sqlite(tmp_path: Path) -> Backend:
         return [r[0] for r in rows]
 
     def fail() -> None:
-        store.faults.failing = True
+        store.faults.set(DbFault(errors=True))
 
     def other() -> Store:
         # Re-reads data_version at every scope: the test does not wait out the 1 ms.
@@ -67,7 +68,7 @@ def _memory(tmp_path: Path) -> Backend:
     store = MemoryStore(tables)
 
     def fail() -> None:
-        store.faults.failing = True
+        store.faults.set(DbFault(errors=True))
 
     return Backend(
         store, lambda: MemoryStore(tables), lambda: [a.action for a in tables.audit], fail

@@ -15,13 +15,12 @@ from tests.shapes import error_code
 
 # The webhook authenticates before it parses: its bad input is in test_webhook_signatures.
 POST_ROUTES = sorted({r.path for r in ROUTES if r.method == "POST" and r.path != paths.WEBHOOK})
-# The fault switch is left out: a lucky {"failing": true} would poison later tests.
-FUZZED = [p for p in POST_ROUTES if p != paths.HARNESS_DB_FAULT]
+# The fault route is left out: a lucky {"db": {"errors": true}} would poison later tests.
+FUZZED = [p for p in POST_ROUTES if p != paths.HARNESS_FAULTS]
 UNIFIED_SHAPED = {
     paths.VALIDATE_UNIFIED,
     paths.HARNESS_CLOCK,
-    paths.HARNESS_DB_FAULT,
-    paths.HARNESS_WEBHOOK_FAULTS,
+    paths.HARNESS_FAULTS,
     paths.CREATE_CHECKOUT_SESSION,
     paths.CREATE_PORTAL_SESSION,
 }
@@ -132,7 +131,7 @@ def test_unified_names_the_bad_field(client: httpx.Client, body: Any, field: str
         (paths.HARNESS_CLOCK, {"set": "yesterday"}, "set"),
         (paths.HARNESS_CLOCK, {}, "body"),
         (paths.HARNESS_CLOCK, {"advance_seconds": 1e12}, "advance_seconds"),
-        (paths.HARNESS_DB_FAULT, {"failing": "true"}, "failing"),
+        (paths.HARNESS_FAULTS, {"db": {"errors": "true"}}, "db.errors"),
     ],
 )
 def test_other_routes_name_the_bad_field(

@@ -16,9 +16,9 @@ def validate(client: httpx.Client, c: Customer) -> httpx.Response:
 
 
 def fail_database(client: httpx.Client, failing: bool) -> None:
-    assert client.post(routes.HARNESS_DB_FAULT, json={"failing": failing}).json() == {
-        "failing": failing
-    }
+    view = client.post(routes.HARNESS_FAULTS, json={"db": {"errors": failing}}).json()
+    assert view["db"]["errors"] is failing
+    assert ("db.errors" in view["active"]) is failing
 
 
 def breaker_state(client: httpx.Client) -> str:

@@ -81,7 +81,7 @@ def test_outbox_lists_queued_emails(client: httpx.Client) -> None:
 def test_harness_routes_do_not_exist_without_the_flag(make_server) -> None:  # type: ignore[no-untyped-def]
     server: LiveServer = make_server(test_clock=False)
     with httpx.Client(base_url=server.url) as client:
-        for path in (routes.HARNESS_CLOCK, routes.HARNESS_EMAILS, routes.HARNESS_DB_FAULT):
+        for path in (routes.HARNESS_CLOCK, routes.HARNESS_EMAILS, routes.HARNESS_FAULTS):
             assert client.get(path).status_code == 404
             assert client.post(path, json={"advance_seconds": 1}).status_code == 404
         paths = client.get(routes.OPENAPI).json()["paths"]

@@ -10,6 +10,7 @@ from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore, connect
 from licensing_service.contract import routes
+from licensing_service.contract.faults import DbFault
 from licensing_service.service.errors import StorageUnavailable
 from licensing_service.service.ports import NewCustomer
 from tests.conftest import add_customer
@@ -111,7 +112,7 @@ def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
 
 def test_an_injected_fault_blocks_reads_from_the_cache_too(store: SqliteStore) -> None:
     read(store)
-    store.faults.failing = True
+    store.faults.set(DbFault(errors=True))
     with pytest.raises(StorageUnavailable), store.autocommit():
         pass
 

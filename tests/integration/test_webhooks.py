@@ -147,11 +147,11 @@ def test_no_grace_holds_for_the_breaker_snapshot(
         token = token_of(server, story.email)
         assert validate(http, story.email, token).status_code == 200  # snapshot holds "active"
         post_event(http, server, story.events[2])  # payment failed
-        http.post(routes.HARNESS_DB_FAULT, json={"failing": True})
+        http.post(routes.HARNESS_FAULTS, json={"db": {"errors": True}})
         degraded = validate(http, story.email, token)
         assert degraded.status_code == 403, degraded.text
         assert degraded.json()["error"]["code"] == "SUBSCRIPTION_INACTIVE"
-        http.post(routes.HARNESS_DB_FAULT, json={"failing": False})
+        http.post(routes.HARNESS_FAULTS, json={"db": {"errors": False}})
 
 
 def test_a_handler_failure_is_recorded_answered_5xx_and_the_retry_applies(
@@ -159,7 +159,7 @@ def test_a_handler_failure_is_recorded_answered_5xx_and_the_retry_applies(
 ) -> None:
     story = five_event_story(seed=10, email="retry@example.test")
     checkout = story.events[1]
-    http.post(routes.HARNESS_WEBHOOK_FAULTS, json={"fail_once": [checkout["id"]]})
+    http.post(routes.HARNESS_FAULTS, json={"webhook": {"fail_once": [checkout["id"]]}})
     failed = post_event(http, server, checkout)
     assert failed.status_code == 500
     assert failed.json()["error"]["code"] == "WEBHOOK_HANDLER_FAILED"
@@ -279,7 +279,7 @@ def test_no_grace_in_another_process_snapshot(tmp_path: Any) -> None:
             post_event(http_b, b, other.events[1])
             assert b.run(lambda: b.parts.service.snapshot.get(story.email)) is None
 
-            http_b.post(routes.HARNESS_DB_FAULT, json={"failing": True})
+            http_b.post(routes.HARNESS_FAULTS, json={"db": {"errors": True}})
             degraded = validate(http_b, story.email, token)
             assert degraded.status_code in (403, 503), degraded.text
     finally:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from licensing_service.contract.faults import DbFault
 from licensing_service.domain import cache_tiers
 from licensing_service.domain.breaker import BreakerState
 from licensing_service.service.errors import (
@@ -91,7 +92,7 @@ def test_successful_validations_never_count_towards_the_limit(r: Rig) -> None:
 
 
 def open_breaker(r: Rig) -> None:
-    r.store.faults.failing = True
+    r.store.faults.set(DbFault(errors=True))
     for _ in range(BREAKER_THRESHOLD):
         validate(r)  # a license seen before: answered degraded, failure counted
     assert r.service.breaker.state is BreakerState.OPEN
@@ -113,7 +114,7 @@ def test_an_unseen_license_gets_a_503_while_the_breaker_is_open(r: Rig) -> None:
     r.add()
     r.add("other@x.test", "POSPAL-OTHE-ROTH-EROT-HERO")
     validate(r)
-    r.store.faults.failing = True
+    r.store.faults.set(DbFault(errors=True))
     with pytest.raises(DatabaseUnavailable):
         validate(r, email="other@x.test", token="POSPAL-OTHE-ROTH-EROT-HERO")
     open_breaker(r)
@@ -125,7 +126,7 @@ def test_the_breaker_closes_after_its_open_time_on_a_successful_trial(r: Rig) ->
     r.add()
     validate(r)
     open_breaker(r)
-    r.store.faults.failing = False
+    r.store.faults.set(DbFault())
     r.clock.advance(29)
     assert validate(r).degraded is True
     r.clock.advance(1)
@@ -137,7 +138,7 @@ def test_a_suspension_is_never_answered_valid_from_the_degraded_read(r: Rig) -> 
     customer = r.add()
     validate(r)
     r.service.set_subscription_status(r.call(), customer.id, "inactive", "test")
-    r.store.faults.failing = True  # the next answer comes from the last-known-good read
+    r.store.faults.set(DbFault(errors=True))  # the next answer comes from the last-known-good read
     with pytest.raises(SubscriptionInactive):
         validate(r)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from licensing_service.contract import stripe as contract
+from licensing_service.contract.faults import DbFault
 from licensing_service.domain.breaker import BreakerState
 from licensing_service.service.errors import LicensingError, Unavailable
 from licensing_service.service.licensing import audit_entry
@@ -45,7 +46,7 @@ def validate(r: Rig) -> None:
 
 def validate_new_device(r: Rig) -> None:
     # Reads answer, the device switch's write transaction fails.
-    r.store.faults.failing = False
+    r.store.faults.set(DbFault())
     r.store.fail_transactions = True
     r.service.validate(r.call(), EMAIL, TOKEN, "a-new-till", False)
 
@@ -85,11 +86,11 @@ def claim_emails(r: Rig) -> None:
 
 def record_delivery(r: Rig) -> None:
     # The claim succeeds; the database fails while the email is being sent.
-    failing = r.store.faults.failing
-    r.store.faults.failing = False
+    fault = r.store.faults.fault
+    r.store.faults.set(DbFault())
 
     def fail() -> None:
-        r.store.faults.failing = failing
+        r.store.faults.set(fault)
 
     asyncio.run(Deliverer(r.service.guard, Transport(fail)).run_once(r.clock.now()))
 
@@ -140,7 +141,7 @@ def attempt(path: Callable[[Rig], None], r: Rig) -> None:
 @pytest.mark.parametrize("name", sorted(PATHS))
 def test_a_store_failure_on_the_path_is_counted_by_the_breaker(name: str) -> None:
     r = ready(name)
-    r.store.faults.failing = True
+    r.store.faults.set(DbFault(errors=True))
     attempt(PATHS[name], r)
     assert r.service.breaker.failures == 1
 
@@ -158,6 +159,6 @@ def test_an_open_breaker_keeps_the_path_from_the_store(name: str) -> None:
 
 def test_a_failing_scope_surfaces_as_unavailable_never_as_a_storage_error() -> None:
     r = ready("alive_sessions")
-    r.store.faults.failing = True
+    r.store.faults.set(DbFault(errors=True))
     with pytest.raises(Unavailable):
         alive_sessions(r)

@@ -11,11 +11,13 @@ import pytest
 
 from fixtures.stripe import objects
 from licensing_service.contract import stripe as contract
+from licensing_service.contract.faults import FaultsRequest, WebhookFault
 from licensing_service.service.errors import (
     WebhookHandlerFailed,
     WebhookInProgress,
     WebhookSignatureInvalid,
 )
+from licensing_service.service.faults import DbFaults, Faults
 from licensing_service.service.webhooks import WebhookResult
 from tests.fakes import WEBHOOK_SECRET, Rig, rig
 
@@ -67,7 +69,9 @@ def test_a_duplicate_is_idempotent(r: Rig) -> None:
 
 
 def test_a_failed_handler_rolls_back_and_its_retry_applies(r: Rig) -> None:
-    r.webhooks.faults.fail_once.add("evt_checkout")
+    faults = Faults(DbFaults())
+    faults.apply(FaultsRequest(webhook=WebhookFault(fail_once=["evt_checkout"])))
+    r.webhooks.fail_hook = faults.check_webhook
     with pytest.raises(WebhookHandlerFailed):
         deliver(r, checkout_event(r))
     assert licenses(r) == []  # the license, its email and the claim rolled back together
