@@ -31,9 +31,9 @@ import httpx
 
 from fixtures.stripe import objects
 from fixtures.target import is_loopback
-from loadtests.harness.provision import checkout_event, plan_licenses
 from licensing_service.contract import routes
 from licensing_service.contract import stripe as contract
+from loadtests.harness.provision import checkout_event, plan_licenses
 
 # What each operation is, as a rehearsal judges it. "write": commits before it
 # answers (a session action), so it must fail fast while the database is out.

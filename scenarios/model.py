@@ -15,6 +15,7 @@ judged on what was recorded::
     breaker_open_seconds = 30          # LH_BREAKER_OPEN_SECONDS
     stripe_api = false                 # start a local Stripe API for checkout and portal
     db_timeout_ms = 200                # LH_DB_TIMEOUT_MS: a slow database fails past this
+    stripe_timeout_s = 1               # LH_STRIPE_TIMEOUT_SECONDS
 
     [load]                             # the recording load (loadtests.rehearsal_load)
     users = 50
@@ -106,6 +107,8 @@ class ServiceTable(BaseModel):
     breaker_open_seconds: Annotated[StrictInt, Field(ge=1, le=86_400)] = 30
     stripe_api: StrictBool = False
     db_timeout_ms: Annotated[StrictInt, Field(ge=1, le=60_000)] | None = None  # LH_DB_TIMEOUT_MS
+    # LH_STRIPE_TIMEOUT_SECONDS: how long a checkout waits on a silent Stripe.
+    stripe_timeout_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=120)] | None = None
 
 
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0)]

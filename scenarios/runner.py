@@ -111,13 +111,10 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
         sink = Path(tmp) / "emails.jsonl"
         env = {**_service_env(reh, sink), **options.service_env}
         if reh.service.stripe_api and options.target is None:
-            from scenarios.stripe_api import API_KEY, fake_stripe_api
+            from fixtures.stripe.api_server import DEFAULT_KEY, FakeStripeServer
 
-            env = {
-                "STRIPE_SECRET_KEY": API_KEY,
-                "STRIPE_API_BASE": stack.enter_context(fake_stripe_api()),
-                **env,
-            }
+            stripe = stack.enter_context(FakeStripeServer())
+            env = {"STRIPE_SECRET_KEY": DEFAULT_KEY, "STRIPE_API_BASE": stripe.url, **env}
         try:
             with open_target(options.target, options.webhook_secrets, Path(tmp), env) as target:
                 missing = target.missing(reh.needs())
@@ -533,6 +530,8 @@ def _service_env(reh: Rehearsal, sink: Path) -> dict[str, str]:
     }
     if reh.service.db_timeout_ms is not None:
         env["LH_DB_TIMEOUT_MS"] = str(reh.service.db_timeout_ms)
+    if reh.service.stripe_timeout_s is not None:
+        env["LH_STRIPE_TIMEOUT_SECONDS"] = str(reh.service.stripe_timeout_s)
     return env
 
 
