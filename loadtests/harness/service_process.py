@@ -1,6 +1,8 @@
 """The service the gate judges: an external ``--target``, checked for life, or the
 reference service started in a subprocess (a temporary SQLite file, ``--test-clock``,
-a generated webhook secret) on the first core, and stopped with its process group.
+a generated webhook secret) on the first core, and stopped with its process group;
+and :class:`ServiceProcess`, the same service as a process that can be killed with
+SIGKILL and started again on the same database (the crash-restart rehearsal).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets as secrets_module
+import signal
 import subprocess
 import sys
 import time
@@ -100,3 +103,84 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
                 return
         time.sleep(0.1)
     raise GateError("the service did not become ready within 30 s")
+
+
+class ServiceProcess:
+    """The reference service as a process a rehearsal may kill -9 and start again
+    on the same SQLite file and port (``scenarios.crash``).
+
+    ``argv`` is the program before ``serve ...`` (default: this Python's
+    ``-m licensing_service``); a test passes a stand-in that takes the same
+    ``serve --test-clock --port P --db FILE`` arguments."""
+
+    def __init__(
+        self,
+        db: Path,
+        log: Path,
+        *,
+        secret: str | None = None,
+        port: int | None = None,
+        argv: Sequence[str] | None = None,
+        pin: bool = False,
+    ) -> None:
+        self.db = db
+        self.log = log
+        self.secret = secret or "whsec_rehearsal_" + secrets_module.token_hex(16)
+        self.port = port or free_port()
+        self.argv = list(argv or [sys.executable, "-m", "licensing_service"])
+        self.pin = pin
+        self.starts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.secret]
+
+    def start(self) -> ServiceProcess:
+        if self._process is not None and self._process.poll() is None:
+            raise GateError("the service is already running")
+        env = {
+            **os.environ,
+            "STRIPE_WEBHOOK_SECRET": self.secret,
+            "LH_ENVIRONMENT": "test",
+            "LH_LOG_LEVEL": "warning",
+        }
+        cmd = [*self.argv, "serve", "--test-clock", "--port", str(self.port), "--db", str(self.db)]
+        with self.log.open("ab") as log:  # appended: every life of the service in one file
+            self._process = subprocess.Popen(
+                pinned(cmd, 0, self.pin),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.starts += 1
+        _wait_ready(self.url, self._process, self.log)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the process group: no shutdown, no flush, as a crash."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_group(self._process)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -106,15 +106,30 @@ def _judge_statuses(attempts: Sequence[Attempt], total: int, where: str) -> None
         )
 
 
+def processed_counts(attempts: Sequence[Attempt]) -> Counter[str]:
+    """How often each event id was answered as processed: 2xx without
+    ``idempotent: true`` (outcome "duplicate", contract.models.WebhookAck)."""
+    return Counter(
+        a.event_id for a in attempts if 200 <= a.status < 300 and a.outcome != "duplicate"
+    )
+
+
+def applied_problems(
+    attempts: Sequence[Attempt], events: Sequence[dict[str, Any]]
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(twice, never)``: events processed more than once, with how often, and
+    events never answered as processed (every 2xx said duplicate, or none came)."""
+    processed = processed_counts(attempts)
+    twice = [(eid, n) for eid, n in processed.items() if n > 1]
+    never = [str(e["id"]) for e in events if processed[str(e["id"])] == 0]
+    return twice, never
+
+
 def _judge_applied_once(
     attempts: Sequence[Attempt], events: Sequence[dict[str, Any]], where: str
 ) -> None:
-    # The service answers a duplicate `idempotent: true`, outcome "duplicate"
-    # (contract.models.WebhookAck); anything else means it processed the event.
-    processed = Counter(a.event_id for a in attempts if a.outcome != "duplicate")
     types = {str(e["id"]): str(e["type"]) for e in events}
-    twice = [(eid, n) for eid, n in processed.items() if n > 1]
-    never = [eid for eid in types if processed[eid] == 0]
+    twice, never = applied_problems(attempts, events)
     if twice:
         eid, n = twice[0]
         raise CheckFailed(
@@ -128,10 +143,14 @@ def _judge_applied_once(
         )
 
 
-def _judge_final_states(target: Target, oracle: Mapping[str, ExpectedLicense], where: str) -> int:
+def final_state_mismatches(
+    target: Target, oracle: Mapping[str, ExpectedLicense], fingerprint_prefix: str = "storm"
+) -> list[str]:
+    """One line per license whose ``instant`` answer is not what the oracle's
+    final status implies (active: 200; otherwise 404 NO_VALID_SUBSCRIPTION)."""
     wrong = []
     for i, exp in enumerate(oracle.values()):
-        fingerprint = f"gate-{target.run}-storm-{i}"
+        fingerprint = f"gate-{target.run}-{fingerprint_prefix}-{i}"
         answer = target.instant(exp.email, exp.checkout_session_id, fingerprint)
         want = (200, None) if exp.status == "active" else (404, ErrorCode.NO_VALID_SUBSCRIPTION)
         if not answer.is_(*want):
@@ -140,6 +159,11 @@ def _judge_final_states(target: Target, oracle: Mapping[str, ExpectedLicense], w
                 f"{exp.email} ({exp.status} after {', '.join(exp.story)}): instant answered"
                 f" {answer.describe()}, expected {wanted}"
             )
+    return wrong
+
+
+def _judge_final_states(target: Target, oracle: Mapping[str, ExpectedLicense], where: str) -> int:
+    wrong = final_state_mismatches(target, oracle)
     if wrong:
         raise CheckFailed(
             f"{len(wrong)} of {len(oracle)} licenses end in another state than the oracle's,"
@@ -148,19 +172,29 @@ def _judge_final_states(target: Target, oracle: Mapping[str, ExpectedLicense], w
     return sum(1 for exp in oracle.values() if exp.status == "active")
 
 
-def _judge_emails(target: Target, oracle: Mapping[str, ExpectedLicense], where: str) -> str:
-    outbox = target.outbox(sorted(oracle))
-    if outbox is None:
-        return (
-            f"emails not checked: the target has no {routes.HARNESS_EMAILS} (it needs --test-clock)"
-        )
+def email_count_mismatches(
+    outbox: Sequence[Mapping[str, Any]], oracle: Mapping[str, ExpectedLicense]
+) -> tuple[list[tuple[str, str]], Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+    """``(diffs, seen, expected)``: the (recipient, email type) pairs of the oracle's
+    recipients queued another number of times than the oracle expects."""
     expected = Counter((email, kind) for email, exp in oracle.items() for kind, _ in exp.emails)
     seen = Counter(
         (str(row.get("recipient")), str(row.get("email_type")))
         for row in outbox
         if row.get("recipient") in oracle and row.get("email_type") in ORACLE_EMAIL_TYPES
     )
-    if seen == expected:
+    diffs = sorted(set((expected - seen) + (seen - expected)))
+    return diffs, seen, expected
+
+
+def _judge_emails(target: Target, oracle: Mapping[str, ExpectedLicense], where: str) -> str:
+    outbox = target.outbox(sorted(oracle))
+    if outbox is None:
+        return (
+            f"emails not checked: the target has no {routes.HARNESS_EMAILS} (it needs --test-clock)"
+        )
+    diffs, seen, expected = email_count_mismatches(outbox, oracle)
+    if not diffs:
         return f"{sum(expected.values())} emails each queued exactly once"
     if len(outbox) >= OUTBOX_LIMIT and not seen - expected:
         # Only missing ones, from a listing cut short: they may be past its end.
@@ -169,7 +203,6 @@ def _judge_emails(target: Target, oracle: Mapping[str, ExpectedLicense], where: 
             f" {OUTBOX_LIMIT} rows; {sum(seen.values())} of {sum(expected.values())} expected"
             " emails are among them, none more than once"
         )
-    diffs = sorted((expected - seen) + (seen - expected))
     recipient, kind = diffs[0]
     raise CheckFailed(
         f"{len(diffs)} (recipient, email) pairs are queued the wrong number of times, e.g."

@@ -1,0 +1,510 @@
+"""A webhook retry storm on the test clock, with an oracle: ``run_storm``.
+
+What it does. The fake Stripe simulates enough customers' billing lives for
+``StormConfig.events`` events (``fixtures.stripe.lifecycle.simulate``, which also
+gives the oracle of every license's final state and emails), plans their
+deliveries with duplicates and local reordering (``delivery.plan``), and sends
+them to a service started with ``--test-clock``. For ``outage_seconds`` of the
+storm, from ``outage_start_seconds``, the service answers every webhook 5xx
+(``/__harness__/faults`` ``{"webhook": {"reject": true}}``: 503; ``outage="db"``
+makes every database call fail instead, ``{"db": {"errors": true}}``). Each
+delivery not answered 2xx is retried as Stripe retries
+(``fixtures.stripe.retries.STRIPE_LIVE``: exponential backoff from one minute,
+for up to three days), the same event id and body, re-signed with a fresh
+timestamp (``Sender.attempt`` signs each attempt at send time). Afterwards
+the judges (``scenarios.storm_judge``) say whether every event was processed
+exactly once, every license ends where the oracle says, and, given the database
+file, whether each acknowledged event, audit row and email is there once.
+
+How two minutes pass in seconds. Time is the service's test clock, moved by the
+storm: every attempt (first delivery or retry) has a due time on that clock;
+the storm takes the earliest, moves the clock forward to it (``POST
+/__harness__/clock``, never backwards), sends every attempt due within the next
+``tick_seconds`` concurrently, and schedules each failure's retry at the clock's
+time plus the schedule's delay. The outage's start and end are due times too,
+so the fault is switched on and off at exactly those clock times. Nothing
+sleeps: a retry due in four minutes is sent as soon as everything due before
+it has been answered, so the wall time is the time the service takes to answer,
+and the clock reads what it would on a real day. On a served clock (``serve
+--test-clock``: real time plus an offset) the clock also moves by itself between
+steps; the storm reads it at each step and only ever adds to it.
+
+API (synchronous, for the rehearsal runner)::
+
+    result = run_storm(base_url, [secret], StormConfig(events=10_000), db=db_path,
+                       progress=lambda p: print(p.line()))
+    result.passed, result.lost, result.applied_twice, result.summary()
+
+Bounded: ``StormConfig.deadline_seconds`` of wall time, after which the storm
+stops and reports what was never acknowledged as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+from fixtures.stripe.delivery import Delivery, DeliveryOptions, Shuffle, plan
+from fixtures.stripe.lifecycle import MONTH, ExpectedLicense, SimulatedStream, simulate
+from fixtures.stripe.retries import STRIPE_LIVE, RetrySchedule
+from fixtures.stripe.sender import Attempt, Sender, SenderOptions
+from licensing_service.contract import routes
+from licensing_service.contract.faults import DbFault, FaultsRequest, WebhookFault
+from loadtests.harness.checks.target import Target
+from loadtests.harness.checks.webhook_idempotency import final_state_mismatches, retag
+from scenarios.storm_db import read_stored
+from scenarios.storm_judge import Findings, judge
+
+Outage = Literal["webhook", "db"]
+EVENTS_PER_CUSTOMER_GUESS = 15.0  # simulate() over six months: ~15.3
+EXAMPLES = 5
+
+
+class StormError(Exception):
+    """The storm could not run (the target has no test clock, refused a fault...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StormConfig:
+    events: int = 10_000  # at least this many events: customers are added until there are
+    months: int = 6
+    seed: int = 1
+    duplicate_rate: float = 0.3
+    shuffle: Shuffle = "window"
+    window: int = 64
+    storm_seconds: float = 600.0  # test-clock time over which the first deliveries are spread
+    outage_start_seconds: float = 120.0  # after the storm's start, on the test clock
+    outage_seconds: float = 120.0  # 0: no outage
+    outage: Outage = "webhook"
+    schedule: RetrySchedule = STRIPE_LIVE
+    concurrency: int = 16
+    tick_seconds: float = 1.0  # attempts due within this much clock time go out together
+    timeout_seconds: float = 10.0  # per attempt, as Stripe waits for an answer
+    deadline_seconds: float = 900.0  # wall time for the whole storm
+    # Wall time waited after the last answer, before judging: how long a target
+    # that commits after it answers is given (the reference service needs none).
+    settle_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.events < 1:
+            problems.append(f"events must be at least 1, not {self.events}")
+        if self.storm_seconds <= 0 or self.tick_seconds <= 0 or self.deadline_seconds <= 0:
+            problems.append("storm_seconds, tick_seconds and deadline_seconds must be positive")
+        if self.outage_seconds < 0 or self.outage_start_seconds < 0:
+            problems.append("outage_start_seconds and outage_seconds must not be negative")
+        if self.concurrency < 1:
+            problems.append(f"concurrency must be at least 1, not {self.concurrency}")
+        if problems:
+            raise StormError("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class StormProgress:
+    clock_seconds: float  # test-clock time since the storm's start
+    attempts: int
+    acknowledged: int  # deliveries answered 2xx
+    deliveries: int
+    pending: int  # attempts waiting for their due time
+    outage: bool
+    kills: int
+
+    def line(self) -> str:
+        return (
+            f"storm t+{self.clock_seconds:7.1f}s  {self.acknowledged}/{self.deliveries}"
+            f" deliveries acknowledged, {self.attempts} attempts, {self.pending} pending"
+            f"{', OUTAGE' if self.outage else ''}{f', {self.kills} kills' if self.kills else ''}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One attempt on the storm's timeline."""
+
+    index: int  # the delivery's place in the plan
+    attempt: int
+    at: float  # test-clock seconds since the storm's start
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class StormResult:
+    events: int
+    deliveries: int
+    attempts: int
+    acknowledged: int  # events answered 2xx at least once
+    retried: int  # attempts after a delivery's first
+    lost: int
+    applied_twice: int
+    state_mismatches: int
+    audit_problems: int
+    email_problems: int
+    refused_in_outage: int  # attempts answered non-2xx (or not at all) while the outage was on
+    outage_windows: list[tuple[float, float]]  # test-clock seconds since the storm's start
+    kills: int
+    clock_seconds: float  # test-clock time the storm took
+    wall_seconds: float
+    examples: list[str]  # the first few problems, one line each
+    timeline: list[Sent] = field(repr=False)
+    attempts_log: list[Attempt] = field(repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return not self.examples
+
+    def summary(self) -> dict[str, Any]:
+        keys = [
+            "events",
+            "deliveries",
+            "attempts",
+            "acknowledged",
+            "retried",
+            "lost",
+            "applied_twice",
+            "state_mismatches",
+            "audit_problems",
+            "email_problems",
+            "refused_in_outage",
+            "kills",
+        ]
+        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        out["passed"] = self.passed
+        out["outage_windows"] = [[round(a, 1), round(b, 1)] for a, b in self.outage_windows]
+        out["clock_seconds"] = round(self.clock_seconds, 1)
+        out["wall_seconds"] = round(self.wall_seconds, 1)
+        out["examples"] = self.examples
+        return out
+
+
+class Crasher(Protocol):
+    """What the crash-restart storm does to the service (``scenarios.crash``)."""
+
+    def kill(self) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    events: list[dict[str, Any]]
+    oracle: dict[str, ExpectedLicense]
+    deliveries: list[Delivery]
+
+
+def make_stream(config: StormConfig, now: float, tag: str) -> Stream:
+    """The simulated stream for at least ``config.events`` events, half of its
+    months behind ``now`` and half ahead (so a license the oracle calls active is
+    paid beyond now), its emails made unique to ``tag``, and its delivery plan."""
+    start = datetime.fromtimestamp(int(now) - config.months * MONTH // 2, UTC)
+    customers = max(1, math.ceil(config.events / EVENTS_PER_CUSTOMER_GUESS))
+    stream: SimulatedStream = simulate(customers, config.months, config.seed, start=start)
+    while len(stream.events) < config.events:
+        customers = math.ceil(customers * config.events / len(stream.events)) + 1
+        stream = simulate(customers, config.months, config.seed, start=start)
+    events, oracle = retag(stream.events, stream.oracle, tag)
+    options = DeliveryOptions(
+        seed=config.seed,
+        duplicate_rate=config.duplicate_rate,
+        shuffle=config.shuffle,
+        window=config.window,
+    )
+    return Stream(events, oracle, plan(events, options))
+
+
+def run_storm(
+    base_url: str,
+    secrets: Sequence[str],
+    config: StormConfig | None = None,
+    *,
+    db: Path | None = None,
+    progress: Callable[[StormProgress], None] | None = None,
+    crasher: Crasher | None = None,
+    kills: int = 0,
+) -> StormResult:
+    """Run the storm against ``base_url`` (a ``--test-clock`` service) and judge it.
+
+    ``db``: the service's SQLite file, for the durability judges (else skipped).
+    ``crasher`` and ``kills``: kill -9 and restart the service at that many points
+    spread over the storm (``scenarios.crash.run_crash_restart`` is the front)."""
+    config = config or StormConfig()
+    if kills and crasher is None:
+        raise StormError("kills need a crasher that can kill and restart the service")
+    target = Target(base_url, secrets)
+    try:
+        engine = _Engine(base_url, secrets, config, target.run, progress, crasher, kills)
+        started = time.perf_counter()
+        asyncio.run(engine.run())
+        wall = time.perf_counter() - started
+        if config.settle_seconds > 0:
+            time.sleep(config.settle_seconds)
+        return _judged(engine, target, db, wall)
+    finally:
+        target.close()
+
+
+def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> StormResult:
+    stream = engine.stream
+    assert stream is not None
+    stored = read_stored(db, stream.oracle) if db is not None else None
+    findings: Findings = judge(engine.attempts, stream.events, stream.oracle, stored)
+    states = final_state_mismatches(target, stream.oracle)
+    # What makes the whole run doubtful first, then one line per problem.
+    examples = []
+    if engine.outage_windows and engine.refused_in_outage == 0:
+        examples.append("the outage refused no delivery: the storm tested no retry")
+    if engine.deadline_hit:
+        examples.append(
+            f"the storm stopped at its deadline ({engine.config.deadline_seconds:g} s of wall"
+            f" time) with {engine.pending} attempts still pending"
+        )
+    examples += [*findings.all(), *states]
+    return StormResult(
+        events=len(stream.events),
+        deliveries=len(stream.deliveries),
+        attempts=len(engine.attempts),
+        acknowledged=findings.acknowledged,
+        retried=sum(1 for a in engine.attempts if a.attempt > 1),
+        lost=len(findings.lost),
+        applied_twice=len(findings.applied_twice),
+        state_mismatches=len(states),
+        audit_problems=len(findings.audit),
+        email_problems=len(findings.emails),
+        refused_in_outage=engine.refused_in_outage,
+        outage_windows=engine.outage_windows,
+        kills=engine.kills_done,
+        clock_seconds=engine.elapsed_clock(),
+        wall_seconds=wall,
+        examples=_shortened(examples),
+        timeline=engine.timeline,
+        attempts_log=engine.attempts,
+    )
+
+
+def _shortened(lines: list[str]) -> list[str]:
+    if len(lines) <= EXAMPLES:
+        return lines
+    return [*lines[:EXAMPLES], f"... and {len(lines) - EXAMPLES} more"]
+
+
+class _Engine:
+    """The storm's loop: one asyncio task, the test clock, the outage, the kills."""
+
+    def __init__(
+        self,
+        base_url: str,
+        secrets: Sequence[str],
+        config: StormConfig,
+        tag: str,
+        progress: Callable[[StormProgress], None] | None,
+        crasher: Crasher | None,
+        kills: int,
+    ) -> None:
+        self.base = base_url.rstrip("/")
+        self.secrets = list(secrets)
+        self.config = config
+        self.tag = tag
+        self.progress = progress
+        self.crasher = crasher
+        self.kills = kills
+        self.rng = random.Random(config.seed)  # noqa: S311 - retry jitter, not secrets
+        self.stream: Stream | None = None
+        self.attempts: list[Attempt] = []
+        self.timeline: list[Sent] = []
+        self.outage_windows: list[tuple[float, float]] = []
+        self.refused_in_outage = 0
+        self.kills_done = 0
+        self.deadline_hit = False
+        self.pending = 0
+        self.now = 0.0  # the service's clock, unix seconds, as last read or moved
+        self.start = 0.0
+        self.outage_on = False
+        self.acknowledged = 0
+
+    def elapsed_clock(self) -> float:
+        return self.now - self.start
+
+    async def run(self) -> None:
+        cfg = self.config
+        connector = aiohttp.TCPConnector(limit=cfg.concurrency)
+        timeout = aiohttp.ClientTimeout(total=cfg.timeout_seconds)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            self.http = http
+            self.now = await self._read_clock()
+            self.start = self.now
+            self.stream = make_stream(cfg, self.now, self.tag)
+            sender = Sender(
+                self.base + routes.WEBHOOK,
+                SenderOptions(self.secrets, inject_failures=False),
+                clock=lambda: self.now,
+            )
+            await self._loop(sender, self.stream.deliveries)
+            if self.outage_on:
+                await self._switch_outage(False)
+
+    async def _loop(self, sender: Sender, deliveries: Sequence[Delivery]) -> None:
+        cfg = self.config
+        spacing = cfg.storm_seconds / max(1, len(deliveries))
+        heap: list[tuple[float, int, int]] = [
+            (self.start + i * spacing, i, 1) for i in range(len(deliveries))
+        ]  # (due, delivery index, attempt): already in heap order
+        first_at: dict[int, float] = {}
+        edges: list[tuple[float, bool]] = []
+        if cfg.outage_seconds > 0:
+            begin = self.start + cfg.outage_start_seconds
+            edges = [(begin, True), (begin + cfg.outage_seconds, False)]
+        kill_points = [len(deliveries) * (k + 1) // (self.kills + 1) for k in range(self.kills)]
+        firsts = 0
+        deadline = time.monotonic() + cfg.deadline_seconds
+        while heap:
+            if time.monotonic() > deadline:
+                self.deadline_hit = True
+                break
+            due = heap[0][0]
+            if edges and edges[0][0] <= due:
+                at, on = edges.pop(0)
+                await self._move_clock_to(at)
+                await self._switch_outage(on)
+                continue
+            await self._move_clock_to(due)
+            limit = self.now + cfg.tick_seconds
+            if edges:
+                limit = min(limit, edges[0][0])
+            batch: list[tuple[int, int]] = []
+            while heap and (heap[0][0] < limit or not batch):
+                _, index, attempt = heapq.heappop(heap)
+                batch.append((index, attempt))
+            kill_now = False
+            for index, attempt in batch:
+                if attempt == 1:
+                    first_at[index] = self.now
+                    firsts += 1
+                    if kill_points and firsts >= kill_points[0]:
+                        kill_points.pop(0)
+                        kill_now = True
+            results = await self._send(sender, deliveries, batch, kill_now)
+            for (index, attempt), result in zip(batch, results, strict=True):
+                self.attempts.append(result)
+                self.timeline.append(Sent(index, attempt, self.now - self.start, result.status))
+                ok = 200 <= result.status < 300
+                if self.outage_on and not ok:
+                    self.refused_in_outage += 1
+                if ok:
+                    self.acknowledged += 1
+                elif deliveries[index].forgery is None:
+                    nxt = cfg.schedule.next_attempt_at(first_at[index], self.now, attempt, self.rng)
+                    if nxt is not None:
+                        heapq.heappush(heap, (nxt, index, attempt + 1))
+            self.pending = len(heap)
+            self._report(len(deliveries))
+        self.pending = len(heap)
+
+    async def _send(
+        self,
+        sender: Sender,
+        deliveries: Sequence[Delivery],
+        batch: Sequence[tuple[int, int]],
+        kill_now: bool,
+    ) -> list[Attempt]:
+        sem = asyncio.Semaphore(self.config.concurrency)
+        answered = 0
+        kill_after = max(1, len(batch) // 2) if kill_now and self.crasher is not None else 0
+
+        async def one(index: int, attempt: int) -> Attempt:
+            nonlocal answered
+            async with sem:
+                result = await sender.attempt(self.http, index, deliveries[index], attempt)
+            answered += 1
+            if answered == kill_after and self.crasher is not None:
+                # Half the batch answered, the rest in flight or queued: kill -9 now.
+                self.crasher.kill()
+                self.kills_done += 1
+            return result
+
+        results = list(await asyncio.gather(*(one(i, a) for i, a in batch)))
+        if kill_after and self.crasher is not None:
+            await asyncio.to_thread(self.crasher.restart)
+            # A restarted service starts on real time, with every fault off.
+            await self._set_clock(self.now)
+            if self.outage_on:
+                await self._apply_outage(True)
+        return results
+
+    def _report(self, deliveries: int) -> None:
+        if self.progress is not None:
+            self.progress(
+                StormProgress(
+                    self.now - self.start,
+                    len(self.attempts),
+                    self.acknowledged,
+                    deliveries,
+                    self.pending,
+                    self.outage_on,
+                    self.kills_done,
+                )
+            )
+
+    # ------------------------------------------------------- the service
+
+    async def _read_clock(self) -> float:
+        async with self.http.get(self.base + routes.HARNESS_CLOCK) as response:
+            if response.status != 200:
+                raise StormError(
+                    f"{self.base}{routes.HARNESS_CLOCK} answered {response.status}: the storm"
+                    " needs a service started with --test-clock"
+                )
+            return _clock_of(await response.json())
+
+    async def _move_clock_to(self, at: float) -> None:
+        """Forward only: to ``at`` if the service's clock is behind it."""
+        now = await self._read_clock()
+        if at > now:
+            now = await self._post_clock({"advance_seconds": at - now})
+        self.now = max(self.now, now)
+
+    async def _set_clock(self, at: float) -> None:
+        self.now = await self._post_clock({"set": datetime.fromtimestamp(at, UTC).isoformat()})
+
+    async def _post_clock(self, body: dict[str, Any]) -> float:
+        async with self.http.post(self.base + routes.HARNESS_CLOCK, json=body) as response:
+            if response.status != 200:
+                raise StormError(f"the service refused to move its clock: HTTP {response.status}")
+            return _clock_of(await response.json())
+
+    async def _switch_outage(self, on: bool) -> None:
+        await self._apply_outage(on)
+        at = self.now - self.start
+        if on:
+            self.outage_windows.append((at, at))
+        elif self.outage_windows:
+            self.outage_windows[-1] = (self.outage_windows[-1][0], at)
+        self.outage_on = on
+
+    async def _apply_outage(self, on: bool) -> None:
+        cfg = self.config
+        if cfg.outage == "webhook":
+            request = FaultsRequest(webhook=WebhookFault(reject=on))
+        else:
+            request = FaultsRequest(db=DbFault(errors=on))
+        body = request.model_dump(mode="json", exclude_none=True)
+        async with self.http.post(self.base + routes.HARNESS_FAULTS, json=body) as response:
+            if response.status != 200:
+                raise StormError(
+                    f"the service refused the {cfg.outage} outage fault: HTTP {response.status}"
+                )
+
+
+def _clock_of(body: Any) -> float:
+    raw = body["now"] if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        raise StormError(f"the clock route answered no `now`: {body!r}")
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
