@@ -588,6 +588,62 @@ class OutboxDrains(_Expectation):
         )
 
 
+class StormExactlyOnce(_Expectation):
+    """Every storm of the method: no event acknowledged and lost, none applied
+    twice, every license as the oracle says, no audit row or email lost or
+    doubled (judged by :mod:`scenarios.storm_judge` on the answers and the
+    database file), at least ``min_events`` events, and the outage or the kills
+    that were asked for really happened."""
+
+    kind: Literal["storm_exactly_once"]
+    min_events: Annotated[StrictInt, Field(ge=1)] = 1
+    requires: ClassVar[frozenset[str]] = frozenset({"test_clock", "faults"})
+
+    def judge(self, rec: Recording) -> Verdict:
+        expected = "0 lost, 0 applied twice, final states as the oracle, audit and emails once"
+        if not rec.storms:
+            return self._v(Outcome.ERROR, expected, "no storm ran", "nothing to judge")
+        for s in rec.storms:
+            bad = {
+                k: s.get(k)
+                for k in (
+                    "lost",
+                    "applied_twice",
+                    "state_mismatches",
+                    "audit_problems",
+                    "email_problems",
+                )
+                if s.get(k) != 0
+            }
+            observed = (
+                f"{s.get('events')} events, {s.get('attempts')} attempts, {s.get('kills')} kills"
+            )
+            if bad:
+                detail = "; ".join(str(e) for e in s.get("examples", [])[:EXAMPLES])
+                counts = ", ".join(f"{k} {v}" for k, v in bad.items())
+                return self._v(Outcome.FAIL, expected, f"{counts} ({observed})", detail)
+            if int(s.get("kills", 0)) < int(s.get("kills_asked", 0)):
+                made = f"{s.get('kills')} of {s.get('kills_asked')} kills made"
+                return self._v(Outcome.FAIL, expected, made, "the crash did not happen")
+            if s.get("outage_asked") and not s.get("refused_in_outage"):
+                return self._v(
+                    Outcome.FAIL, expected, "nothing refused in the outage", "it did not happen"
+                )
+            if int(s.get("events", 0)) < self.min_events:
+                return self._v(Outcome.FAIL, expected, f"only {s.get('events')} events", "")
+            if s.get("examples"):
+                return self._v(
+                    Outcome.FAIL, expected, observed, "; ".join(s["examples"][:EXAMPLES])
+                )
+        last = rec.storms[-1]
+        return self._v(
+            Outcome.PASS,
+            expected,
+            f"{last.get('events')} events, {last.get('retried')} retries,"
+            f" {last.get('refused_in_outage')} refused in the outage, {last.get('kills')} kills",
+        )
+
+
 def _counts(items: Any) -> str:
     counts: dict[str, int] = defaultdict(int)
     for item in items:
@@ -611,6 +667,7 @@ Expectation = (
     | SessionsExpired
     | TiersRecomputed
     | OutboxDrains
+    | StormExactlyOnce
 )
 
 EXPECTATION_KINDS: dict[str, type[BaseModel]] = {

@@ -80,6 +80,7 @@ class Recording:
     clock_moves: list[ClockMove] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     outbox: list[OutboxSample] = field(default_factory=list)
+    storms: list[dict[str, Any]] = field(default_factory=list)  # StormResult.summary() each
     # What the runner knows of the service: breaker_threshold, breaker_open_seconds.
     params: dict[str, Any] = field(default_factory=dict)
     end: float = 0.0
@@ -122,6 +123,7 @@ class Recording:
             "clock_moves": [asdict(m) for m in self.clock_moves],
             "steps": [asdict(s) for s in self.steps],
             "outbox": [asdict(o) for o in self.outbox],
+            "storms": self.storms,
             "params": self.params,
             "end": self.end,
         }
@@ -137,6 +139,7 @@ class Recording:
             clock_moves=[ClockMove(**m) for m in data.get("clock_moves", [])],
             steps=[StepRecord(**s) for s in data.get("steps", [])],
             outbox=[OutboxSample(**o) for o in data.get("outbox", [])],
+            storms=list(data.get("storms", [])),
             params=dict(data.get("params", {})),
             end=float(data.get("end", 0.0)),
         )

@@ -29,6 +29,7 @@ from licensing_service.contract import routes
 from licensing_service.contract.faults import FaultsRequest
 from loadtests.harness.errors import GateError
 from loadtests.harness.provision import ProvisionError
+from loadtests.harness.service_process import ServiceProcess
 from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad
 from scenarios.expectations import Outcome, Verdict, exit_code, judge_all
 from scenarios.fault_control import FaultControl
@@ -41,7 +42,7 @@ from scenarios.recording import (
     Recording,
     StepRecord,
 )
-from scenarios.steps import ProxyStep, Step, StepFailed
+from scenarios.steps import ProxyStep, Step, StepFailed, StormStep
 from scenarios.target import Target, licenses, open_target
 from scenarios.timeline import Status, Timeline
 
@@ -167,6 +168,7 @@ class _Run:
         self.moves: list[ClockMove] = []
         self.steps: list[StepRecord] = []
         self.outbox: list[OutboxSample] = []
+        self.storms: list[dict[str, Any]] = []
         self.current = "setting up"
         self.poller = HealthPoller(target.base_url, self.clock)
         plan = LoadPlan(
@@ -374,14 +376,79 @@ class _Run:
         self.proxy_active = [f"proxy.{name}" for name in self.proxy.faults().active()]
         self._now_active()
 
-    def storm(self, events: int, seed: int, duplicates: float) -> None:
-        raise StepFailed("the storm step is not available in this build")
+    def storm(self, step: StormStep) -> str:
+        from scenarios.storm import StormConfig, StormError, StormProgress, run_storm
+
+        config = StormConfig(
+            events=step.events,
+            seed=step.seed,
+            duplicate_rate=float(step.duplicates),
+            outage_start_seconds=float(step.outage_start_s),
+            outage_seconds=0.0 if step.outage == "none" else float(step.outage_s),
+            outage="db" if step.outage == "db" else "webhook",
+            deadline_seconds=float(step.deadline_s),
+        )
+        process = self.target.process
+        if step.kills and process is None:
+            raise StepFailed("kills need the service the runner started (no --target)")
+        shown = [0.0]
+
+        def progress(p: StormProgress) -> None:
+            if time.monotonic() - shown[0] >= 3.0:  # one line every few seconds
+                shown[0] = time.monotonic()
+                self.timeline.event(self.clock(), p.line())
+
+        try:
+            result = run_storm(
+                self.target.base_url,
+                list(self.target.secrets),
+                config,
+                db=process.db if process is not None else None,
+                progress=progress,
+                crasher=process if step.kills else None,
+                kills=step.kills,
+            )
+        except StormError as exc:
+            raise StepFailed(f"the storm could not run: {exc}") from exc
+        summary = result.summary()
+        summary["kills_asked"] = step.kills
+        summary["outage_asked"] = config.outage_seconds > 0
+        self.storms.append(summary)
+        return (
+            f"{result.events} events, {result.attempts} attempts, {result.lost} lost,"
+            f" {result.applied_twice} applied twice, {result.kills} kills"
+        )
 
     def kill(self) -> None:
-        raise StepFailed("the kill step is not available in this build")
+        process = self._process()
+        self._offset_before_kill = self._clock_offset()
+        process.kill()
+        self.timeline.event(self.clock(), "service killed (SIGKILL)")
 
     def restart(self) -> None:
-        raise StepFailed("the restart step is not available in this build")
+        process = self._process()
+        process.restart()
+        # A new process starts on real time and without faults: put its clock
+        # back where the rehearsal had it, and forget the faults it lost.
+        if self._offset_before_kill > 0:
+            self.client.post(
+                routes.HARNESS_CLOCK, json={"advance_seconds": self._offset_before_kill}
+            )
+        self.service_active = []
+        self._now_active()
+        self.timeline.event(self.clock(), "service restarted on the same database")
+
+    _offset_before_kill = 0.0
+
+    def _process(self) -> ServiceProcess:
+        if self.target.process is None:
+            raise StepFailed("kill and restart need the service the runner started")
+        return self.target.process
+
+    def _clock_offset(self) -> float:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            return float(self.client.get(routes.HARNESS_CLOCK).json()["offset_seconds"])
+        return 0.0
 
     # ------------------------------------------------------------------ watching
 
@@ -506,6 +573,7 @@ class _Run:
             clock_moves=list(self.moves),
             steps=list(self.steps),
             outbox=list(self.outbox),
+            storms=list(self.storms),
             params={
                 "breaker_threshold": self.reh.service.breaker_threshold,
                 "breaker_open_seconds": self.reh.service.breaker_open_seconds,

@@ -13,7 +13,9 @@ Kinds and their keys (besides ``kind`` and an optional ``label``):
   waits, at most ``seconds``;
 - ``proxy``: ``latency_ms``, ``reset``, ``blackhole``: the TCP fault proxy in front
   of the service (:mod:`scenarios.proxy`);
-- ``storm``: ``events``, ``seed``, ``duplicates``: a webhook storm from the fake Stripe;
+- ``storm``: ``events``, ``seed``, ``duplicates``, ``outage`` (webhook, db, none),
+  ``outage_start_s``, ``outage_s``, ``kills``, ``deadline_s``: a webhook storm
+  from the fake Stripe with its oracle (:mod:`scenarios.storm`);
 - ``kill``: kill -9 the service the runner started; ``restart``: start it again on
   the same database.
 
@@ -56,7 +58,7 @@ class Controls(Protocol):
     def advance_clock(self, seconds: float) -> None: ...
     def wait(self, seconds: float, until: str | None) -> bool: ...
     def set_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None: ...
-    def storm(self, events: int, seed: int, duplicates: float) -> None: ...
+    def storm(self, step: StormStep) -> str: ...
     def kill(self) -> None: ...
     def restart(self) -> None: ...
 
@@ -194,15 +196,40 @@ class ProxyStep(_Step):
 
 
 class StormStep(_Step):
+    """A webhook storm with its oracle (:func:`scenarios.storm.run_storm`): the
+    storm moves the test clock itself, switches its outage on and off at its
+    clock times, and retries as Stripe does; ``kills`` > 0 kills the service -9
+    that many times mid-storm and restarts it on the same database."""
+
     kind: Literal["storm"]
-    events: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1000
+    events: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 10_000
     seed: StrictInt = 1
     duplicates: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = 0.3
+    outage: Literal["webhook", "db", "none"] = "webhook"
+    outage_start_s: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 120
+    outage_s: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 120  # test-clock seconds
+    kills: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    deadline_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=3600)] = 900
     module: ClassVar[str | None] = "scenarios.storm"
+    requires: ClassVar[frozenset[str]] = frozenset({"test_clock", "faults"})
+
+    def needs(self) -> frozenset[str]:
+        return self.requires | ({"process"} if self.kills else set())
+
+    def scaled(self, factor: float) -> Self:
+        # --fast: fewer events, as fewer seconds for a wait (the outage stays
+        # two minutes of test clock, which costs no wall time).
+        return self.model_copy(update={"events": max(self.kills + 1, int(self.events * factor))})
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        outage = "" if self.outage == "none" or not self.outage_s else f", {self.outage} outage"
+        kills = f", {self.kills} kills" if self.kills else ""
+        return f"storm of {self.events} events{outage}{kills}"
 
     def run(self, controls: Controls) -> str:
-        controls.storm(self.events, self.seed, float(self.duplicates))
-        return ""
+        return controls.storm(self)
 
 
 class KillStep(_Step):

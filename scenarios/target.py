@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ from fixtures.target import target_clock
 from licensing_service.contract import routes
 from loadtests.harness.checks.invoices import invoice_event, new_ids
 from loadtests.harness.provision import Credential, Provisioner, ProvisionError, provision
-from loadtests.harness.service_process import service
+from loadtests.harness.service_process import ServiceProcess, service
 from loadtests.rehearsal_load import LoadLicense
 from scenarios.fault_control import FaultControl
 
@@ -35,6 +35,7 @@ class Target:
     managed: bool  # started by the runner (so kill/restart are possible)
     capabilities: frozenset[str]  # of "faults", "test_clock", "process"
     why_not: Mapping[str, str]  # capability -> why it is missing
+    process: ServiceProcess | None = None  # the started service (kill, restart, its database)
 
     def missing(self, needs: frozenset[str]) -> str | None:
         """Why a scenario needing ``needs`` cannot run here, or None."""
@@ -51,8 +52,14 @@ def open_target(
     work: Path,
     env: Mapping[str, str],
 ) -> Iterator[Target]:
-    with service(url, secrets, work, pin=False, extra_env=env) as (base, found, managed):
-        yield probe(base, tuple(found), managed)
+    """An external ``url`` as it is, or the reference service started in ``work``
+    as a process the runner may kill -9 and restart on the same database."""
+    if url is not None:
+        with service(url, secrets, work, pin=False) as (base, found, _):
+            yield probe(base, tuple(found), managed=False)
+        return
+    with ServiceProcess(work / "rehearsal.db", work / "service.log", env=env) as process:
+        yield replace(probe(process.url, tuple(process.secrets), managed=True), process=process)
 
 
 def probe(base: str, secrets: tuple[str, ...], managed: bool) -> Target:

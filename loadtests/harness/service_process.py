@@ -122,6 +122,7 @@ class ServiceProcess:
         port: int | None = None,
         argv: Sequence[str] | None = None,
         pin: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.db = db
         self.log = log
@@ -129,6 +130,7 @@ class ServiceProcess:
         self.port = port or free_port()
         self.argv = list(argv or [sys.executable, "-m", "licensing_service"])
         self.pin = pin
+        self.env = dict(env or {})  # added to its environment at every start
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -148,6 +150,7 @@ class ServiceProcess:
             "STRIPE_WEBHOOK_SECRET": self.secret,
             "LH_ENVIRONMENT": "test",
             "LH_LOG_LEVEL": "warning",
+            **self.env,
         }
         cmd = [*self.argv, "serve", "--test-clock", "--port", str(self.port), "--db", str(self.db)]
         with self.log.open("ab") as log:  # appended: every life of the service in one file

@@ -342,3 +342,53 @@ def test_a_recording_survives_its_file(tmp_path: object) -> None:
     again = Recording.load(path)
     assert again == rec
     assert judge("breaker_opens", again).outcome is Outcome.PASS
+
+
+# ------------------------------------------------------------------ storms
+
+
+def storm(**changes: object) -> Recording:
+    summary: dict[str, object] = {
+        "events": 600,
+        "deliveries": 800,
+        "attempts": 900,
+        "acknowledged": 600,
+        "retried": 100,
+        "lost": 0,
+        "applied_twice": 0,
+        "state_mismatches": 0,
+        "audit_problems": 0,
+        "email_problems": 0,
+        "refused_in_outage": 100,
+        "kills": 0,
+        "examples": [],
+        "kills_asked": 0,
+        "outage_asked": True,
+    }
+    summary.update(changes)
+    return Recording(storms=[summary])
+
+
+def test_a_clean_storm_passes() -> None:
+    assert judge("storm_exactly_once", storm(), min_events=500).outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"lost": 1, "examples": ["evt_1 acknowledged, not completed"]},
+        {"applied_twice": 2, "examples": ["evt_2 applied twice"]},
+        {"state_mismatches": 1},
+        {"email_problems": 1},
+        {"kills_asked": 3, "kills": 1},  # the crash did not happen as asked
+        {"refused_in_outage": 0},  # the outage did not happen
+        {"events": 10},
+    ],
+)
+def test_a_storm_that_broke_a_promise_fails(broken: dict[str, object]) -> None:
+    verdict = judge("storm_exactly_once", storm(**broken), min_events=500)
+    assert verdict.outcome is Outcome.FAIL, verdict
+
+
+def test_no_storm_cannot_be_judged() -> None:
+    assert judge("storm_exactly_once", Recording()).outcome is Outcome.ERROR

@@ -76,9 +76,7 @@ def test_retries_follow_stripes_backoff_and_are_signed_afresh(make_server: MakeS
     # Ten minutes of outage: retries come up to ~15 minutes after the first
     # attempt, far past the 300 s signature tolerance, so a retry that reused
     # its first signature would be refused 400.
-    config = StormConfig(
-        events=120, storm_seconds=120, outage_start_seconds=30, outage_seconds=600
-    )
+    config = StormConfig(events=120, storm_seconds=120, outage_start_seconds=30, outage_seconds=600)
     result = storm(make_server(), config)
     assert result.passed, result.examples
     assert not [a for a in result.attempts_log if a.status == 400]
