@@ -10,7 +10,7 @@ import pytest
 from loadtests.harness.errors import ConfigError
 from scenarios.cli import shipped
 from scenarios.model import load_rehearsal, loads_rehearsal
-from scenarios.steps import STEP_KINDS, FaultStep, WaitStep
+from scenarios.steps import FaultStep, ProxyStep, WaitStep
 
 MINIMAL = """
 [scenario]
@@ -112,16 +112,15 @@ def test_a_method_that_moves_the_clock_must_say_so() -> None:
     assert "'test_clock'" in err.problem
 
 
-def test_steps_whose_modules_are_missing_are_refused_not_run() -> None:
-    # The proxy, storm and crash modules come from another branch; while one is
-    # not in the tree a file using its step is refused at load, not halfway through.
-    missing = [kind for kind, model in STEP_KINDS.items() if model.unavailable()]  # type: ignore[attr-defined]
-    if not missing:
-        pytest.skip("every step kind's module is present")
-    kind = missing[0]
-    err = refused(MINIMAL + f'\n[[method]]\nkind = "{kind}"\n')
+def test_steps_whose_modules_are_missing_are_refused_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A build without the storms work (scenarios.proxy): a file using its step is
+    # refused at load, not halfway through a rehearsal.
+    monkeypatch.setattr(ProxyStep, "module", "scenarios.not_in_this_build")
+    err = refused(MINIMAL + '\n[[method]]\nkind = "proxy"\nblackhole = true\n')
     assert err.key == "method[2].kind"
-    assert f"{kind!r} is not available yet" in err.problem
+    assert err.problem.startswith("'proxy' is not available yet: scenarios.not_in_this_build")
 
 
 def test_empty_method_and_no_expectations() -> None:
@@ -150,3 +149,39 @@ def test_fast_variant_scales_waits_but_not_bounds() -> None:
     assert plain.seconds == pytest.approx(1.0)
     assert bounded.seconds == 10
     assert fast.load.users == 2
+
+
+# Each shipped rehearsal judges its invariants with the kinds whose failure on a
+# broken recording or service tests/scenarios/test_expectations.py (and
+# test_rehearse_e2e.py) show.
+INVARIANTS = {
+    "db-outage": {
+        "breaker_opens",
+        "half_open_trials",
+        "breaker_closes",
+        "answered_ratio",
+        "degraded_marked",
+        "fail_fast",
+        "wrong_answers",
+    },
+    "db-slow": {
+        "breaker_opens",
+        "latency_p99",
+        "answered_ratio",
+        "client_failures",
+        "wrong_answers",
+    },
+    "stripe-api-outage": {"fail_fast", "unaffected", "wrong_answers"},
+    "email-outage": {"outbox_drains", "unaffected"},
+    "clock-jump": {"sessions_expired", "tiers_recomputed", "server_errors", "wrong_answers"},
+    "network-partition": {"client_failures", "recovers", "wrong_answers"},
+    "webhook-retry-storm": {"storm_exactly_once"},
+    "crash-restart": {"storm_exactly_once"},
+}
+
+
+def test_every_rehearsal_the_issue_names_is_shipped_with_its_invariants() -> None:
+    assert set(shipped()) == set(INVARIANTS)
+    for name, kinds in INVARIANTS.items():
+        reh = load_rehearsal(shipped()[name])
+        assert kinds <= {e.name for e in reh.expect}, name
