@@ -100,7 +100,12 @@ def _rehearse(args: argparse.Namespace) -> int:
     )
     results = []
     for reh in rehearsals:
-        result = run_scenario(reh, options)
+        try:
+            result = run_scenario(reh, options)
+        except KeyboardInterrupt:
+            # Before the method began (setting up): nothing to roll back.
+            print(f"rehearse: {reh.name}: interrupted while setting up", file=sys.stderr)
+            break
         results.append(result)
         print_verdicts(result, sys.stdout)
         if result.interrupted:

@@ -261,12 +261,7 @@ class _Run:
                     "Ctrl-C; the rollbacks ran",
                 )
             )
-        for v in verdicts:
-            self.timeline_result(v)
         return verdicts, recording, interrupted
-
-    def timeline_result(self, v: Verdict) -> None:
-        del v  # printed by the CLI, after the live display has ended
 
     def _method(self) -> tuple[bool, str | None]:
         try:
