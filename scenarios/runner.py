@@ -121,7 +121,7 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
                 missing = target.missing(reh.needs())
                 if missing is not None:
                     return result([], skipped=missing)
-                seed = options.seed if options.seed is not None else random.randrange(1 << 30)
+                seed = options.seed if options.seed is not None else random.randrange(1 << 30)  # noqa: S311 - a seed, not a secret
                 lics = licenses(target, reh.load.licenses, reh.load.suspended, seed=seed)
                 run = _Run(reh, target, lics, options, seed, sink if target.managed else None)
                 verdicts, recording, interrupted = run.execute()
