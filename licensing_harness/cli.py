@@ -22,7 +22,7 @@ from dataclasses import dataclass
 # The modules each extra installs (pyproject.toml's optional-dependencies), by
 # the names they are imported under.
 FIXTURES = ("faker", "aiohttp")
-HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib", "rich")
+HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib", "rich", "respx")
 
 
 @dataclass(frozen=True, slots=True)

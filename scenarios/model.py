@@ -19,7 +19,7 @@ judged on what was recorded::
 
     [load]                             # the recording load (loadtests.rehearsal_load)
     users = 50
-    think_ms = 20
+    think_ms = 150
     timeout_ms = 2000
     licenses = 200                     # active licenses provisioned
     suspended = 20                     # and suspended ones (a failed invoice each)
@@ -152,6 +152,7 @@ class FastTable(BaseModel):
     users: Annotated[StrictInt, Field(ge=1, le=500)] | None = None
     licenses: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
     suspended: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
+    think_ms: Annotated[StrictInt, Field(ge=0, le=60_000)] | None = None
     time_scale: Annotated[StrictFloat, Field(gt=0, le=1)] = 1.0
 
 
@@ -223,6 +224,7 @@ class Rehearsal:
                     ("users", f.users),
                     ("licenses", f.licenses),
                     ("suspended", f.suspended),
+                    ("think_ms", f.think_ms),
                 )
                 if v is not None
             }

@@ -392,3 +392,14 @@ def test_a_storm_that_broke_a_promise_fails(broken: dict[str, object]) -> None:
 
 def test_no_storm_cannot_be_judged() -> None:
     assert judge("storm_exactly_once", Recording()).outcome is Outcome.ERROR
+
+
+def test_a_new_session_refused_after_the_jump_fails() -> None:
+    rec = clock_jump()
+    refused = with_answers(
+        rec,
+        lambda a: replace(a, status=409, code="SESSION_CONFLICT") if a.action == "start" else a,
+    )
+    verdict = judge("sessions_expired", refused)
+    assert verdict.outcome is Outcome.FAIL
+    assert "409 SESSION_CONFLICT" in verdict.observed
