@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 # The modules each extra installs (pyproject.toml's optional-dependencies), by
 # the names they are imported under.
-FIXTURES = ("faker", "aiohttp")
-HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib", "rich", "respx")
+FIXTURES = ("faker", "aiohttp", "rich")
+HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib", "respx")
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,14 +197,18 @@ def inactive_indices(rng: random.Random, customers: int, ratio: float) -> set[in
 
 
 def _progress(done: int, total: int) -> None:
-    step = max(1, total // 20)
-    if done % step == 0 or done == total:
-        width = 30
-        filled = width * done // total
-        bar = "#" * filled + "." * (width - filled)
-        print(
-            f"\rseeding [{bar}] {done}/{total}",
-            end="" if done < total else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
+    """A bar redrawn in place on a terminal; elsewhere (a CI log) a plain line
+    per fifth, never a carriage return. The service keeps this to itself rather
+    than take on the harness's progress library for one command."""
+    terminal = sys.stderr.isatty()
+    step = max(1, total // (20 if terminal else 5))
+    if done % step and done != total:
+        return
+    if not terminal:
+        print(f"seeding: {done}/{total}", file=sys.stderr, flush=True)
+        return
+    width = 30
+    filled = width * done // total
+    bar = "#" * filled + "." * (width - filled)
+    end = "" if done < total else "\n"
+    print(f"\rseeding [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)

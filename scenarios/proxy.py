@@ -264,9 +264,9 @@ class FaultProxy:
             if conn.blackholed or upstream is None:
                 self._count(bytes_dropped=len(chunk))
                 continue
+            self._count(bytes_up=len(chunk))  # before the write: the peer may answer at once
             upstream.write(chunk)
             await upstream.drain()
-            self._count(bytes_up=len(chunk))
         if upstream is not None and upstream.can_write_eof():
             upstream.write_eof()  # the client is done sending; let the service finish
 
@@ -294,9 +294,9 @@ class FaultProxy:
             if conn.blackholed:
                 self._count(bytes_dropped=len(chunk))
                 continue
+            self._count(bytes_down=len(chunk))
             conn.client.write(chunk)
             await conn.client.drain()
-            self._count(bytes_down=len(chunk))
 
 
 class Seen(enum.StrEnum):
@@ -320,6 +320,8 @@ def probe(port: int, timeout_seconds: float = 0.5, host: str = "127.0.0.1") -> S
         raise ProxyError(f"{host} is not a loopback address")
     try:
         sock = socket.create_connection((host, port), timeout=timeout_seconds)
+    except ConnectionResetError:
+        return Seen.RESET  # accepted, then reset before connect() had returned
     except OSError:
         return Seen.REFUSED
     with sock:

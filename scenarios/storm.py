@@ -17,11 +17,12 @@ exactly once, every license ends where the oracle says, and, given the database
 file, whether each acknowledged event, audit row and email is there once.
 
 How two minutes pass in seconds. Time is the service's test clock, moved by the
-storm: every attempt (first delivery or retry) has a due time on that clock;
-the storm takes the earliest, moves the clock forward to it (``POST
-/__harness__/clock``, never backwards), sends every attempt due within the next
-``tick_seconds`` concurrently, and schedules each failure's retry at the clock's
-time plus the schedule's delay. The outage's start and end are due times too,
+storm, whose timetable is the pure :mod:`scenarios.storm_schedule`. Every attempt
+(first delivery or retry) has a due time on that clock; the storm takes the
+earliest, moves the clock forward to it (``POST /__harness__/clock``, never
+backwards), sends every attempt due within the next ``tick_seconds``
+concurrently, and schedules each failure's retry at the clock's time plus the
+schedule's delay. The outage's start and end are due times too,
 so the fault is switched on and off at exactly those clock times. Nothing
 sleeps: a retry due in four minutes is sent as soon as everything due before
 it has been answered, so the wall time is the time the service takes to answer,
@@ -42,7 +43,6 @@ stops and reports what was never acknowledged as lost.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
 import random
 import time
@@ -64,6 +64,7 @@ from loadtests.harness.checks.target import Target
 from loadtests.harness.checks.webhook_idempotency import final_state_mismatches, retag
 from scenarios.storm_db import read_stored
 from scenarios.storm_judge import Findings, judge
+from scenarios.storm_schedule import Edge, Timetable
 
 Outage = Literal["webhook", "db"]
 EVENTS_PER_CUSTOMER_GUESS = 15.0  # simulate() over six months: ~15.3
@@ -138,6 +139,13 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
+class Stream:
+    events: list[dict[str, Any]]
+    oracle: dict[str, ExpectedLicense]
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
 class StormResult:
     events: int
     deliveries: int
@@ -152,11 +160,14 @@ class StormResult:
     refused_in_outage: int  # attempts answered non-2xx (or not at all) while the outage was on
     outage_windows: list[tuple[float, float]]  # test-clock seconds since the storm's start
     kills: int
+    unanswered: int  # attempts that got no HTTP answer (in flight at a kill, timed out)
+    answer_lost_after_commit: int  # events committed whose answer a kill took (then duplicate)
     clock_seconds: float  # test-clock time the storm took
     wall_seconds: float
     examples: list[str]  # the first few problems, one line each
     timeline: list[Sent] = field(repr=False)
     attempts_log: list[Attempt] = field(repr=False)
+    stream: Stream = field(repr=False)  # the events, their oracle and the delivery plan
 
     @property
     def passed(self) -> bool:
@@ -176,6 +187,8 @@ class StormResult:
             "email_problems",
             "refused_in_outage",
             "kills",
+            "unanswered",
+            "answer_lost_after_commit",
         ]
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out["passed"] = self.passed
@@ -192,13 +205,6 @@ class Crasher(Protocol):
     def kill(self) -> None: ...
 
     def restart(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Stream:
-    events: list[dict[str, Any]]
-    oracle: dict[str, ExpectedLicense]
-    deliveries: list[Delivery]
 
 
 def make_stream(config: StormConfig, now: float, tag: str) -> Stream:
@@ -282,11 +288,14 @@ def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> St
         refused_in_outage=engine.refused_in_outage,
         outage_windows=engine.outage_windows,
         kills=engine.kills_done,
+        unanswered=sum(1 for a in engine.attempts if a.status == 0),
+        answer_lost_after_commit=findings.answer_lost_after_commit,
         clock_seconds=engine.elapsed_clock(),
         wall_seconds=wall,
         examples=_shortened(examples),
         timeline=engine.timeline,
         attempts_log=engine.attempts,
+        stream=stream,
     )
 
 
@@ -353,60 +362,40 @@ class _Engine:
 
     async def _loop(self, sender: Sender, deliveries: Sequence[Delivery]) -> None:
         cfg = self.config
-        spacing = cfg.storm_seconds / max(1, len(deliveries))
-        heap: list[tuple[float, int, int]] = [
-            (self.start + i * spacing, i, 1) for i in range(len(deliveries))
-        ]  # (due, delivery index, attempt): already in heap order
-        first_at: dict[int, float] = {}
-        edges: list[tuple[float, bool]] = []
-        if cfg.outage_seconds > 0:
-            begin = self.start + cfg.outage_start_seconds
-            edges = [(begin, True), (begin + cfg.outage_seconds, False)]
-        kill_points = [len(deliveries) * (k + 1) // (self.kills + 1) for k in range(self.kills)]
-        firsts = 0
+        table = Timetable(
+            len(deliveries),
+            self.start,
+            cfg.storm_seconds,
+            cfg.schedule,
+            tick=cfg.tick_seconds,
+            outage=(cfg.outage_start_seconds, cfg.outage_seconds),
+            kills=self.kills,
+            rng=self.rng,
+        )
         deadline = time.monotonic() + cfg.deadline_seconds
-        while heap:
+        while (due := table.next_due()) is not None:
             if time.monotonic() > deadline:
                 self.deadline_hit = True
                 break
-            due = heap[0][0]
-            if edges and edges[0][0] <= due:
-                at, on = edges.pop(0)
-                await self._move_clock_to(at)
-                await self._switch_outage(on)
-                continue
             await self._move_clock_to(due)
-            limit = self.now + cfg.tick_seconds
-            if edges:
-                limit = min(limit, edges[0][0])
-            batch: list[tuple[int, int]] = []
-            while heap and (heap[0][0] < limit or not batch):
-                _, index, attempt = heapq.heappop(heap)
-                batch.append((index, attempt))
-            kill_now = False
-            for index, attempt in batch:
-                if attempt == 1:
-                    first_at[index] = self.now
-                    firsts += 1
-                    if kill_points and firsts >= kill_points[0]:
-                        kill_points.pop(0)
-                        kill_now = True
-            results = await self._send(sender, deliveries, batch, kill_now)
-            for (index, attempt), result in zip(batch, results, strict=True):
+            step = table.take(self.now)
+            if isinstance(step, Edge):
+                await self._switch_outage(step.on)
+                continue
+            results = await self._send(sender, deliveries, step.attempts, step.kill)
+            for (index, attempt), result in zip(step.attempts, results, strict=True):
                 self.attempts.append(result)
                 self.timeline.append(Sent(index, attempt, self.now - self.start, result.status))
                 ok = 200 <= result.status < 300
                 if self.outage_on and not ok:
                     self.refused_in_outage += 1
-                if ok:
-                    self.acknowledged += 1
-                elif deliveries[index].forgery is None:
-                    nxt = cfg.schedule.next_attempt_at(first_at[index], self.now, attempt, self.rng)
-                    if nxt is not None:
-                        heapq.heappush(heap, (nxt, index, attempt + 1))
-            self.pending = len(heap)
+                self.acknowledged += ok
+                # A forged delivery is refused once and never retried, as Stripe
+                # never sent it.
+                table.settle(index, attempt, ok, self.now, retry=deliveries[index].forgery is None)
+            self.pending = table.pending
             self._report(len(deliveries))
-        self.pending = len(heap)
+        self.pending = table.pending
 
     async def _send(
         self,
@@ -432,7 +421,13 @@ class _Engine:
 
         results = list(await asyncio.gather(*(one(i, a) for i, a in batch)))
         if kill_after and self.crasher is not None:
-            await asyncio.to_thread(self.crasher.restart)
+            try:
+                await asyncio.to_thread(self.crasher.restart)
+            except Exception as exc:  # a service that does not come back is the finding
+                raise StormError(
+                    f"the service did not come back after kill -9 number {self.kills_done}:"
+                    f" {type(exc).__name__}: {exc}"
+                ) from exc
             # A restarted service starts on real time, with every fault off.
             await self._set_clock(self.now)
             if self.outage_on:

@@ -4,8 +4,9 @@ SQLite file under ``--work``, ``--test-clock``), for the figures in
 docs/rehearsal-faults.md. The rehearsal runner (``licensing-harness rehearse``)
 calls the same functions.
 
-Prints progress (a live line on a terminal; without one, a plain line every few
-seconds), then the result as JSON, and exits 0 when every judge passed, 1 if not.
+Prints progress (``fixtures.progress``: a live bar on a terminal; without one, a
+plain line every few seconds), then the result as JSON, and exits 0 when every
+judge passed, 1 if not.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from fixtures.progress import Progress
 from loadtests.harness.service_process import ServiceProcess
 from loadtests.harness.steal import cpu_times, steal_pct
 from scenarios.crash import run_crash_restart
 from scenarios.storm import StormConfig, StormProgress, StormResult, run_storm
-
-PLAIN_EVERY_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,12 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     before = cpu_times()
     with ServiceProcess(work / "licensing.db", work / "service.log", pin=True) as service:
-        show = _progress(sys.stderr.isatty())
-        if args.kind == "storm":
-            result = run_storm(service.url, service.secrets, config, db=service.db, progress=show)
-        else:
-            result = run_crash_restart(service, config, kills=args.kills, progress=show)
-    print(file=sys.stderr)
+        show = _Shown(args.kind)
+        try:
+            if args.kind == "storm":
+                result = run_storm(
+                    service.url, service.secrets, config, db=service.db, progress=show
+                )
+            else:
+                result = run_crash_restart(service, config, kills=args.kills, progress=show)
+        finally:
+            show.close()
     print(json.dumps(_report(result, steal_pct(before, cpu_times()), work), indent=2))
     return 0 if result.passed else 1
 
@@ -65,19 +68,26 @@ def _report(result: StormResult, steal: float | None, work: Path) -> dict[str, o
     return out
 
 
-def _progress(tty: bool) -> Callable[[StormProgress], None]:
-    last = [0.0]
+class _Shown:
+    """The storm's progress through ``fixtures.progress`` (a live bar on a
+    terminal, a plain line every few seconds elsewhere), made at the first
+    report, when the number of deliveries is known."""
 
-    def show(p: StormProgress) -> None:
-        if tty:
-            print("\r" + p.line(), end="", file=sys.stderr, flush=True)
-            return
-        now = time.monotonic()
-        if now - last[0] >= PLAIN_EVERY_SECONDS or p.pending == 0:
-            last[0] = now
-            print(p.line(), file=sys.stderr, flush=True)
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Progress | None = None
 
-    return show
+    def __call__(self, p: StormProgress) -> None:
+        if self.bar is None:
+            self.bar = Progress(self.label, p.deliveries, unit="deliveries acknowledged")
+        outage = ", OUTAGE" if p.outage else ""
+        kills = f", {p.kills} kills" if p.kills else ""
+        note = f"clock t+{p.clock_seconds:.0f} s, {p.attempts} attempts{outage}{kills}"
+        self.bar.update(p.acknowledged, note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 if __name__ == "__main__":

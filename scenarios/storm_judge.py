@@ -32,6 +32,9 @@ class Findings:
     audit: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
     acknowledged: int = 0  # events answered 2xx at least once
+    # Events whose processing answer never arrived (a kill between commit and
+    # answer) and whose retry was answered duplicate: the database has them.
+    answer_lost_after_commit: int = 0
 
     def all(self) -> list[str]:
         return [*self.lost, *self.applied_twice, *self.audit, *self.emails]
@@ -66,6 +69,9 @@ def judge(
         for eid in ids
         if eid in acked and eid not in stored.completed
     ]
+    found.answer_lost_after_commit = sum(
+        1 for eid in never if eid in acked and eid in stored.completed
+    )
     found.audit += audit_problems(stored, oracle)
     found.applied_twice += [
         f"{eid}: {n} status_change audit rows" for eid, n in _doubled_status_events(stored)

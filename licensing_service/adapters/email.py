@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from licensing_service.service.outbox import DeliveryError
 from licensing_service.service.ports import QueuedEmail
+
+if TYPE_CHECKING:
+    # Only ResendTransport needs httpx, and only the composition root builds one.
+    import httpx
 
 # Resend answers these when a retry may succeed; other 4xx are final.
 _TRANSIENT_STATUS = {408, 409, 429}
@@ -23,6 +26,8 @@ class ResendTransport:
     async def send(self, email: QueuedEmail, subject: str, text: str) -> str:
         payload = {"from": self._sender, "to": [email.recipient], "subject": subject, "text": text}
         headers = {**self._headers, "Idempotency-Key": f"email-{email.id}"}
+        import httpx  # already loaded: the client passed in is an httpx client
+
         try:
             response = await self._client.post("/emails", json=payload, headers=headers)
         except httpx.HTTPError as exc:

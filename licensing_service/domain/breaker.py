@@ -3,6 +3,14 @@
 CLOSED --(threshold consecutive failures)--> OPEN --(open_for elapsed)-->
 HALF_OPEN --(one trial: success)--> CLOSED, (failure)--> OPEN.
 
+"Consecutive" is per kind of proof: a read that succeeds does not prove that
+writes work. While writes fail (another connection holds the write lock, the
+disk is full) and WAL reads go on, read successes leave the count alone, so
+the write failures still open the breaker instead of each one stalling the
+service for a busy timeout; and a read that wins the half-open trial closes
+it with the count kept, so the next failed write reopens it at once. A
+successful write resets everything.
+
 It never reads a clock: callers pass ``now``. It holds mutable state because a
 breaker *is* state, but it performs no I/O.
 """
@@ -30,6 +38,8 @@ class CircuitBreaker:
     last_failure_at: datetime | None = None
     opened_at: datetime | None = None
     trial_in_flight: bool = False
+    # A write failed since the last successful write.
+    writes_failing: bool = False
 
     def allow(self, now: datetime) -> bool:
         """May a call go to the database now? Moves OPEN to HALF_OPEN when due."""
@@ -45,10 +55,15 @@ class CircuitBreaker:
         self.trial_in_flight = True
         return True
 
-    def record_success(self, now: datetime) -> None:
+    def record_success(self, now: datetime, *, wrote: bool = True) -> None:
+        """``wrote``: the unit held the write lock (a transaction), not only read."""
         del now  # part of the protocol; a success needs no timestamp
+        if wrote or not self.writes_failing:
+            self.failures = 0
+            self.writes_failing = False
+        elif self.state is BreakerState.CLOSED:
+            return  # the database reads; the writes' outage goes on
         self.state = BreakerState.CLOSED
-        self.failures = 0
         self.opened_at = None
         self.trial_in_flight = False
 
@@ -57,8 +72,9 @@ class CircuitBreaker:
         a cancellation): free the half-open trial slot, change nothing else."""
         self.trial_in_flight = False
 
-    def record_failure(self, now: datetime) -> None:
+    def record_failure(self, now: datetime, *, wrote: bool = True) -> None:
         self.failures += 1
+        self.writes_failing = self.writes_failing or wrote
         self.last_failure_at = now
         self.trial_in_flight = False
         if self.state is BreakerState.HALF_OPEN or self.failures >= self.threshold:

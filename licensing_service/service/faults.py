@@ -158,12 +158,16 @@ class Faults:
         ``clear`` drops them."""
         before = self.active()
         adding = request.webhook.fail_once if request.webhook is not None else []
-        if len(self._fail_once) + len(adding) > MAX_PENDING_FAIL_ONCE:
+        pending = 0 if request.clear else len(self._fail_once)
+        if pending + len(adding) > MAX_PENDING_FAIL_ONCE:
             raise InvalidRequest(
                 [("webhook.fail_once", f"At most {MAX_PENDING_FAIL_ONCE} ids pending in all")]
             )
+        if request.db is not None and request.db.lock:
+            self._take_lock()  # first: a lock it cannot take must leave everything as it was
         if request.clear:
-            self._set_db(DbFault())
+            if request.db is None:  # else replaced just below (a lock held stays held)
+                self._set_db(DbFault())
             self.stripe = StripeFault()
             self.email = EmailFault()
             self._reject = False
@@ -187,16 +191,21 @@ class Faults:
             )
         return view
 
+    def _take_lock(self) -> None:
+        if self._lock_held:
+            return
+        if self._lock is None:
+            raise DatabaseUnavailable("No second connection to hold the lock with")
+        try:
+            self._lock.hold()
+        except StorageUnavailable as exc:
+            raise DatabaseUnavailable(f"Could not take the write lock: {exc}") from exc
+        self._lock_held = True
+
     def _set_db(self, fault: DbFault) -> None:
-        if fault.lock and not self._lock_held:
-            if self._lock is None:
-                raise DatabaseUnavailable("No second connection to hold the lock with")
-            try:
-                self._lock.hold()
-            except StorageUnavailable as exc:
-                raise DatabaseUnavailable(f"Could not take the write lock: {exc}") from exc
-            self._lock_held = True
-        elif not fault.lock and self._lock_held:
+        if fault.lock:
+            self._take_lock()
+        elif self._lock_held:
             assert self._lock is not None
             self._lock.release()
             self._lock_held = False

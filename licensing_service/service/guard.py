@@ -71,7 +71,7 @@ class Guarded:
         try:
             uow = inner.__enter__()
         except StorageUnavailable as exc:
-            breaker.record_failure(now)
+            breaker.record_failure(now, wrote=self._atomic)
             raise guard.unavailable(now) from exc
         if breaker.state is BreakerState.HALF_OPEN:
             # The trial must reach the database: a cached read proves nothing.
@@ -98,16 +98,17 @@ class Guarded:
             if isinstance(error, StorageUnavailable):
                 raise error
         except StorageUnavailable as exc:
-            breaker.record_failure(now)
+            breaker.record_failure(now, wrote=self._atomic)
             raise guard.unavailable(now) from exc
         except ConstraintViolation:
-            breaker.record_success(now)
+            breaker.record_success(now, wrote=self._atomic)
             raise
         except BaseException:
             breaker.release()
             raise
         if error is None or isinstance(error, LicensingError | ConstraintViolation):
-            breaker.record_success(now)  # the database answered, whatever the request
+            # The database answered, whatever the request.
+            breaker.record_success(now, wrote=self._atomic)
         else:
             breaker.release()  # a bug or a cancellation says nothing about the database
         return False

@@ -38,7 +38,7 @@ from fixtures.stripe.delivery import DeliveryOptions, plan
 from fixtures.stripe.lifecycle import simulate
 from fixtures.stripe.recording import write_stream
 from loadtests.harness import report
-from loadtests.harness.charts import write_charts
+from loadtests.harness.charts import limits_from, write_charts
 from loadtests.harness.checks.runner import run_checks
 from loadtests.harness.errors import ConfigError, GateError
 from loadtests.harness.gate_config import GateConfig, load_config, parse_duration, with_load
@@ -140,7 +140,12 @@ def _run(config: GateConfig, options: GateOptions) -> int:
         report_dir / "summary.json", config, summary, checks, verdicts, {**meta, "exit_code": code}
     )
     report.write_junit(report_dir / "junit.xml", verdicts)
-    charts = write_charts(report_dir, summary) if summary is not None else []
+    limits = limits_from([(t.select, t.metric, t.max) for t in config.thresholds if t.is_latency])
+    charts = (
+        write_charts(report_dir, summary, warmup_s=config.load.warmup_s, limits=limits)
+        if summary is not None
+        else []
+    )
     written = ", ".join(p.name for p in [report_dir / "locust.html", *charts] if p.exists())
     if steal is not None:
         print(f"CPU steal during the load: {steal}%", file=options.out)

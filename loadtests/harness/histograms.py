@@ -106,22 +106,43 @@ class _Endpoint:
 
 
 class _Second:
-    """One run-relative second of the timeline, over all request names."""
+    """One run-relative second of the timeline: counts and successful latencies
+    over all request names, and each name's successful latencies (for the
+    per-endpoint chart)."""
 
-    __slots__ = ("failures", "ok", "requests")
+    __slots__ = ("by_name", "failures", "ok", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.failures = 0
         self.ok: HdrHistogram | None = None  # successful latencies only
+        self.by_name: dict[str, HdrHistogram] = {}
+
+    def record_ok(self, name: str, value: int) -> None:
+        if self.ok is None:
+            self.ok = _histogram(TIMELINE_DIGITS)
+        self.ok.record_value(value)
+        mine = self.by_name.get(name)
+        if mine is None:
+            mine = self.by_name[name] = _histogram(TIMELINE_DIGITS)
+        mine.record_value(value)
 
     def encode(self) -> dict[str, Any]:
-        return {"requests": self.requests, "failures": self.failures, "ok": _encode(self.ok)}
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "ok": _encode(self.ok),
+            "by_name": {name: _encode(h) for name, h in self.by_name.items()},
+        }
 
     def merge_encoded(self, data: Mapping[str, Any]) -> None:
         self.requests += int(data["requests"])
         self.failures += int(data["failures"])
         self.ok = _add_encoded(self.ok, data.get("ok"), TIMELINE_DIGITS)
+        for name, encoded in data.get("by_name", {}).items():
+            merged = _add_encoded(self.by_name.get(name), encoded, TIMELINE_DIGITS)
+            if merged is not None:
+                self.by_name[name] = merged
 
     def point(self, second: int) -> TimelinePoint:
         at: dict[float, int] = {}
@@ -138,6 +159,11 @@ class _Second:
             p50=ms(50.0),
             p95=ms(95.0),
             p99=ms(99.0),
+            p99_by_endpoint={
+                name: h.get_value_at_percentile(99.0) / 1000.0
+                for name, h in sorted(self.by_name.items())
+                if h.get_total_count() > 0
+            },
         )
 
 
@@ -189,9 +215,7 @@ class EndpointHistograms:
                 if endpoint.ok is None:
                     endpoint.ok = _histogram()
                 endpoint.ok.record_value(value)
-            if bucket.ok is None:
-                bucket.ok = _histogram(TIMELINE_DIGITS)
-            bucket.ok.record_value(value)
+            bucket.record_ok(name, value)
         else:
             if endpoint.failed is None:
                 endpoint.failed = _histogram()

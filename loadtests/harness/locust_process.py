@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 import loadtests
+from fixtures.progress import Progress
 from loadtests.harness.errors import GateError
 from loadtests.harness.gate_config import GateConfig
 from loadtests.harness.processes import free_port, pinned, stop_group
@@ -121,24 +122,18 @@ def wait(
     """Progress while the load runs; bounded even if Locust hangs."""
     duration = config.load.duration_s
     started = time.monotonic()
-    while locust.poll() is None or checker.is_alive():
-        elapsed = time.monotonic() - started
-        if elapsed > duration + 90:
-            stop_group(locust)
-            raise GateError("the load did not finish within its duration + 90 s")
-        _progress(out, elapsed, duration, locust.poll() is None, checker.is_alive())
-        time.sleep(0.5)
-    _progress(out, duration, duration, False, False, done=True)
+    with Progress("gate", duration, unit="s", stream=out) as progress:
+        while locust.poll() is None or checker.is_alive():
+            elapsed = time.monotonic() - started
+            if elapsed > duration + 90:
+                stop_group(locust)
+                raise GateError("the load did not finish within its duration + 90 s")
+            note = _state(locust.poll() is None, checker.is_alive())
+            progress.update(min(elapsed, duration), note)
+            time.sleep(0.5)
+        progress.update(duration, _state(False, False))
 
 
-def _progress(
-    out: TextIO, elapsed: float, duration: float, load: bool, checks: bool, done: bool = False
-) -> None:
-    width = 30
-    filled = min(width, int(width * elapsed / max(duration, 1)))
+def _state(load: bool, checks: bool) -> str:
     state = "load running" if load else "load done"
-    state += ", checks running" if checks else ", checks done"
-    line = (
-        f"\rgate [{'#' * filled}{'.' * (width - filled)}] {elapsed:5.0f}/{duration:.0f} s  {state}"
-    )
-    print(line, end="\n" if done else "", file=sys.stderr, flush=True)
+    return state + (", checks running" if checks else ", checks done")

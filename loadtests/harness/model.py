@@ -60,6 +60,8 @@ class TimelinePoint:
     p50: float | None
     p95: float | None
     p99: float | None
+    # That second's p99 of each request name with a success in it (ms).
+    p99_by_endpoint: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,10 @@ def test_a_planted_cycle_is_reported_around_its_modules(tmp_path: Path) -> None:
 
 # ------------------------------------------------ what `serve` loads
 
-HEAVY = ("faker", "aiohttp", "locust", "matplotlib", "gevent", "hdrh")
+# httpx too: it drags in its optional CLI (click, pygments, rich) where they are
+# installed, ~4,000 objects for the serving process's garbage collector; the
+# service imports it only when Resend or Stripe is configured.
+HEAVY = ("faker", "aiohttp", "locust", "matplotlib", "gevent", "hdrh", "rich", "httpx")
 OTHER_PARTS = ("fixtures", "loadtests", "scenarios", "licensing_harness")
 # Runs a command up to the point where uvicorn would take over, then lists
 # what the process has imported.

@@ -29,7 +29,8 @@ def test_seed_then_validate_every_seeded_customer(serve, tmp_path: Path) -> None
         str(out),
     )
     assert seeded.returncode == 0, seeded.stderr
-    assert "seeding [" in seeded.stderr  # progress display
+    # Progress without a terminal: plain lines, no carriage-return frames.
+    assert "seeding: 40/40" in seeded.stderr and "\r" not in seeded.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 40
     assert {"email", "token", "customer_id", "status"} <= rows[0].keys()

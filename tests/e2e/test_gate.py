@@ -55,7 +55,7 @@ webhook_idempotency = false
 
 
 def run_gate(
-    server: LiveServer, tmp_path: Path, config: str = CONFIG
+    server: LiveServer, tmp_path: Path, config: str = CONFIG, out: io.StringIO | None = None
 ) -> tuple[int, dict[str, Any]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "gate.toml"
@@ -68,7 +68,7 @@ def run_gate(
             report_dir=report,
             webhook_secrets=(TEST_WEBHOOK_SECRET,),
             pin=False,  # never pin the test process
-            out=io.StringIO(),
+            out=out if out is not None else io.StringIO(),
         )
     )
     summary = json.loads((report / "summary.json").read_text()) if code != 2 else {}
@@ -82,8 +82,12 @@ def verdict(summary: dict[str, Any], name: str) -> str:
 def test_the_gate_passes_a_healthy_service(
     make_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    code, summary = run_gate(make_server(), tmp_path)
+    out = io.StringIO()  # not a terminal, as in CI
+    code, summary = run_gate(make_server(), tmp_path, out=out)
     assert code == 0, summary["verdicts"]
+    printed = out.getvalue()
+    assert "gate: 6/6 s (100%), load done, checks done" in printed
+    assert "\r" not in printed
     assert verdict(summary, "validate p99 <= 100 ms") == "pass"
     report = tmp_path / "report"
     for name in ("locust.html", "junit.xml", "latency.png", "throughput.png"):

@@ -96,6 +96,8 @@ def test_all_faults_start_off_and_clear_turns_them_off(
         "webhook.reject",
     ]
     assert faults(http, {"clear": True}).active == []
+    documented = http.get(routes.OPENAPI).json()["paths"][routes.HARNESS_FAULTS]
+    assert set(documented) == {"get", "post"}
 
 
 @pytest.mark.parametrize(
@@ -382,3 +384,31 @@ def test_a_harness_service_reaches_the_fake_stripe_over_http(
             assert checkout(http).status_code == 503
             faults(http, {"clear": True})
             assert checkout(http).status_code == 200
+
+
+def test_under_db_lock_failing_writes_open_the_breaker_though_reads_succeed(
+    live: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, http = live
+    known = add_customer(server)
+    assert validate(http, known).status_code == 200
+    faults(http, {"db": {"lock": True}})
+    threshold = server.parts.settings.breaker_threshold
+    for attempt in range(threshold):
+        assert shaped(Health, http.get(routes.HEALTH)).circuitBreaker.state == "CLOSED", attempt
+        refused = start_session(http, known)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"].isdigit()
+        read = validate(http, known)  # a WAL read, answered by the database
+        assert read.status_code == 200
+    assert shaped(Health, http.get(routes.HEALTH)).circuitBreaker.state == "OPEN"
+    degraded = validate(http, known)
+    assert degraded.status_code == 200 and degraded.json()["degraded"] is True
+    started = time.perf_counter()
+    fast = start_session(http, known)
+    assert fast.status_code == 503 and error_code(fast) == "CIRCUIT_BREAKER_OPEN"
+    assert time.perf_counter() - started < 0.3  # no busy wait once open
+    faults(http, {"db": {"lock": False}})
+    server.clock.advance(server.parts.settings.breaker_open_seconds + 1)
+    assert start_session(http, known).status_code == 200  # the trial, a write, closes it
+    assert shaped(Health, http.get(routes.HEALTH)).circuitBreaker.state == "CLOSED"

@@ -6,8 +6,10 @@ event. The retries follow the schedule, on the test clock, in seconds of wall ti
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -20,6 +22,8 @@ from licensing_service.service.errors import Unavailable
 from licensing_service.service.licensing import Call
 from licensing_service.service.webhooks import WebhookResult, WebhookService
 from scenarios.storm import Sent, StormConfig, StormError, StormProgress, run_storm
+from scenarios.storm_db import read_stored
+from scenarios.storm_judge import judge
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.live import LiveServer
 
@@ -143,3 +147,40 @@ def test_refuses_a_target_without_a_test_clock_and_a_bad_config(make_server: Mak
         run_storm(server.url, [TEST_WEBHOOK_SECRET], SMALL)
     with pytest.raises(StormError, match="events must be at least 1"):
         StormConfig(events=0)
+
+
+def test_the_database_judges_find_rows_removed_or_doubled_after_a_real_storm(
+    make_server: MakeServer,
+):
+    server = make_server()
+    result = storm(server, replace(SMALL, outage_seconds=0))
+    assert result.passed, result.examples
+    db = server.parts.settings.db
+    oracle, events = result.stream.oracle, result.stream.events
+
+    def judged() -> list[str]:
+        return judge(result.attempts_log, events, oracle, read_stored(db, oracle)).all()
+
+    assert judged() == []
+    with closing(sqlite3.connect(db)) as conn, conn:
+        # One license's last status change, one email, and a doubled creation row.
+        # The last of two or more: the trail then ends at another status.
+        last = conn.execute(
+            "SELECT max(id) FROM audit_log WHERE action = 'status_change' AND customer_id IN"
+            " (SELECT customer_id FROM audit_log WHERE action = 'status_change'"
+            "  GROUP BY customer_id HAVING count(*) >= 2)"
+        ).fetchone()[0]
+        assert last is not None
+        conn.execute("DELETE FROM audit_log WHERE id = ?", (last,))
+        conn.execute("DELETE FROM email_log WHERE id = (SELECT min(id) FROM email_log)")
+        conn.execute(
+            "INSERT INTO audit_log (customer_id, action, outcome, created_at)"
+            " SELECT customer_id, action, outcome, created_at FROM audit_log"
+            " WHERE action = 'license_created' LIMIT 1"
+        )
+        conn.execute("DELETE FROM webhook_events WHERE id = (SELECT min(id) FROM webhook_events)")
+    problems = judged()
+    assert any("acknowledged 2xx but not completed" in p for p in problems)
+    assert any("2 license_created audit rows" in p for p in problems)
+    assert any("last status_change says" in p for p in problems)
+    assert any("0 in the outbox, expected 1" in p for p in problems)

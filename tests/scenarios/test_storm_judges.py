@@ -76,7 +76,9 @@ def test_an_event_never_acknowledged_is_lost():
 def test_an_answer_lost_to_a_crash_is_not_a_loss_when_the_database_has_the_event():
     answers = [*ANSWERS[:-2], attempt("evt_2", 0, "ServerDisconnectedError")]
     answers.append(attempt("evt_2", outcome="duplicate", n=2))
-    assert judge(answers, EVENTS, ORACLE, sound()).all() == []
+    found = judge(answers, EVENTS, ORACLE, sound())
+    assert found.all() == []
+    assert found.answer_lost_after_commit == 1
     # Without the database, the same answers cannot prove evt_2 was processed.
     assert judge(answers, EVENTS, ORACLE, None).lost == [
         "evt_2: answered duplicate, never processed"

@@ -58,3 +58,37 @@ def test_trial_failure_reopens_for_another_30_seconds() -> None:
     assert breaker.state is BreakerState.OPEN
     assert not breaker.allow(at(59))
     assert breaker.allow(at(60))
+
+
+def test_reads_that_succeed_do_not_hide_failing_writes() -> None:
+    """A held write lock: writes fail, WAL reads go on; the writes still open it."""
+    breaker = CircuitBreaker()
+    for _ in range(5):
+        breaker.record_failure(T0, wrote=True)
+        if breaker.state is BreakerState.CLOSED:
+            breaker.record_success(T0, wrote=False)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.failures == 5
+
+
+def test_a_read_winning_the_trial_closes_but_the_next_failed_write_reopens() -> None:
+    breaker = CircuitBreaker()
+    for _ in range(5):
+        breaker.record_failure(T0, wrote=True)
+    assert breaker.allow(at(30))
+    breaker.record_success(at(30), wrote=False)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record_failure(at(31), wrote=True)
+    assert breaker.state is BreakerState.OPEN  # at once, not after five more
+    assert breaker.allow(at(61))
+    breaker.record_success(at(61), wrote=True)
+    assert breaker.state is BreakerState.CLOSED and breaker.failures == 0
+    assert not breaker.writes_failing
+
+
+def test_read_failures_are_reset_by_a_read_success() -> None:
+    breaker = CircuitBreaker()
+    for _ in range(4):
+        breaker.record_failure(T0, wrote=False)
+    breaker.record_success(T0, wrote=False)
+    assert breaker.failures == 0 and breaker.state is BreakerState.CLOSED

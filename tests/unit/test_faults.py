@@ -146,6 +146,9 @@ def test_too_many_pending_ids_are_refused_naming_the_field() -> None:
         faults.apply(FaultsRequest(webhook=WebhookFault(fail_once=["one_more"])))
     assert refused.value.problems[0][0] == "webhook.fail_once"
     assert len(faults.view().webhook.fail_once) == MAX_PENDING_FAIL_ONCE
+    # A clear drops the pending ids first, so the same request may name new ones.
+    cleared = faults.apply(FaultsRequest(clear=True, webhook=WebhookFault(fail_once=["new"])))
+    assert cleared.webhook.fail_once == ["new"]
 
 
 def test_active_names_match_every_fault_name() -> None:
@@ -183,15 +186,18 @@ def test_the_lock_is_taken_once_and_released_on_clear_and_on_close() -> None:
     faults.apply(FaultsRequest(clear=True))
     assert not lock.held
     faults.apply(FaultsRequest(db=DbFault(lock=True)))
+    faults.apply(FaultsRequest(clear=True, db=DbFault(lock=True)))
+    assert lock.held and lock.takes == 2  # kept through the clear, not retaken
     faults.close()
     assert not lock.held
 
 
 def test_a_lock_that_cannot_be_taken_is_503_and_changes_nothing() -> None:
     faults, _ = holder(Lock(fails=True))
+    faults.apply(FaultsRequest(email=EmailFault(errors=True)))
     with pytest.raises(DatabaseUnavailable):
-        faults.apply(FaultsRequest(db=DbFault(lock=True)))
-    assert faults.active() == []
+        faults.apply(FaultsRequest(clear=True, db=DbFault(lock=True)))
+    assert faults.active() == ["email.errors"]
 
 
 # ------------------------------------------------------------------ database

@@ -231,3 +231,25 @@ def test_a_completion_before_the_start_counts_in_the_first_second() -> None:
     h = EndpointHistograms(START)
     h.record("x", 1.0, ok=True, when=START - 5)  # another machine's clock, a little behind
     assert [(p.second, p.requests) for p in h.summary(1.0, {}).timeline] == [(0, 1)]
+
+
+def test_the_timeline_keeps_each_endpoint_p99_and_merges_it_across_processes() -> None:
+    one, two = EndpointHistograms(START), EndpointHistograms(START)
+    for i in range(100):
+        one.record("validate", 2.0 + (i == 99) * 40.0, ok=True, when=START + 0.5)
+        two.record("webhook", 30.0, ok=True, when=START + 0.5)
+    two.record("webhook", 500.0, ok=False, when=START + 0.6)  # failures are not timed
+    two.record("webhook", 9.0, ok=True, when=START + 1.5)
+    merged = EndpointHistograms(START)
+    merged.merge_encoded(json.loads(json.dumps(one.encode())))
+    merged.merge_encoded(json.loads(json.dumps(two.encode())))
+
+    first, second = merged.summary(2.0, {}).timeline
+
+    assert first.p99_by_endpoint.keys() == {"validate", "webhook"}
+    assert first.p99_by_endpoint["validate"] == pytest.approx(2.0, rel=0.01)
+    assert first.p99_by_endpoint["webhook"] == pytest.approx(30.0, rel=0.01)
+    assert second.p99_by_endpoint == {"webhook": pytest.approx(9.0, rel=0.01)}
+    # The summary's round trip keeps them.
+    again = LoadSummary.from_dict(json.loads(json.dumps(merged.summary(2.0, {}).to_dict())))
+    assert again.timeline[0].p99_by_endpoint == first.p99_by_endpoint
