@@ -151,7 +151,8 @@ class _Run:
         self.licenses = lics
         self.origin = time.monotonic()
         self.deadline = self.origin + reh.scenario.max_duration_s
-        self.client = httpx.Client(base_url=target.base_url, timeout=10)
+        # Generous: a control call waits in line behind the load on a slowed service.
+        self.client = httpx.Client(base_url=target.base_url, timeout=30)
         self.faults = FaultControl(self.client)
         # A TCP fault proxy between the clients (load, probes) and the service, when
         # the method uses one; the control calls and /health go straight to it.

@@ -203,3 +203,67 @@ def test_unknown_scenario_and_list() -> None:
     assert rehearse("no-such").returncode == 2
     listed = rehearse("--list")
     assert listed.returncode == 0 and "db-outage" in listed.stdout
+
+
+FAILING_STEP = """
+[scenario]
+name = "failing-step"
+needs = ["faults"]
+
+[[method]]
+kind = "fault"
+db = { errors = true }
+
+[[method]]
+kind = "fault"
+stripe = { errors = true }
+label = "a step the target refuses"
+
+[[method]]
+kind = "wait"
+seconds = 30
+
+[[rollbacks]]
+kind = "fault"
+clear = true
+
+[[expect]]
+kind = "wrong_answers"
+"""
+
+
+def test_a_failed_step_stops_the_method_and_the_rollbacks_run(
+    reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from licensing_service.contract.faults import FaultsRequest
+    from scenarios.fault_control import FaultControl
+    from scenarios.model import loads_rehearsal
+    from scenarios.steps import StepFailed
+
+    real = FaultControl.apply
+
+    def refuse_stripe(self: FaultControl, request: FaultsRequest) -> list[str]:
+        if request.stripe is not None:
+            raise StepFailed("POST /__harness__/faults answered 400 (planted)")
+        return real(self, request)
+
+    monkeypatch.setattr(FaultControl, "apply", refuse_stripe)
+    started = time.monotonic()
+    result = run_scenario(
+        loads_rehearsal(FAILING_STEP),
+        RunOptions(
+            target=reference.url,
+            webhook_secrets=tuple(reference.secrets),
+            out=io.StringIO(),
+            live=False,
+        ),
+    )
+    assert time.monotonic() - started < 25  # the 30 s wait never ran
+    verdicts = {v.name: v for v in result.verdicts}
+    assert verdicts["method"].outcome is Outcome.ERROR
+    assert "planted" in verdicts["method"].detail
+    assert result.exit_code == 2
+    assert not db_failing(reference.url)  # the rollback cleared the first step's fault
+    assert result.recording is not None
+    phases = [(s.phase, s.ok) for s in result.recording.steps]
+    assert phases == [("method", True), ("method", False), ("rollbacks", True)]
