@@ -22,7 +22,7 @@ from dataclasses import dataclass
 # The modules each extra installs (pyproject.toml's optional-dependencies), by
 # the names they are imported under.
 FIXTURES = ("faker", "aiohttp", "rich")
-HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib")
+HARNESS = (*FIXTURES, "locust", "hdrh", "matplotlib", "respx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ PARTS = (
     Part("licensing_service.cli"),  # serve, seed
     Part("fixtures.stripe.cli", "fixtures", FIXTURES),  # stripe generate | send | replay
     Part("loadtests.harness.cli", "harness", HARNESS),  # gate
-    # The rehearsals join here: Part("scenarios.cli", "harness", HARNESS) for `rehearse`.
+    Part("scenarios.cli", "harness", HARNESS),  # rehearse
 )
 
 

@@ -31,7 +31,7 @@ def config_error(
     exc: ValidationError,
     keys: Mapping[str, Sequence[str]],
     *,
-    within: tuple[str, ...] = (),
+    within: tuple[str | int, ...] = (),
     file_names: Mapping[str, str] | None = None,
 ) -> ConfigError:
     """Every problem of ``exc``, the first as the error's key and problem.
@@ -67,7 +67,9 @@ def _problem(error: Mapping[str, Any], keys: Mapping[str, Sequence[str]]) -> str
     if kind == RULE:
         return str(error["msg"])
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        table = next((p for p in loc[:-1] if isinstance(p, str)), "")
+        # The innermost table named in the key: a rehearsal's tables nest deeper
+        # (method[2].db.errorz names the keys of `db`); the gate's are one deep.
+        table = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), "")
         return f"unknown key; expected one of: {', '.join(keys[table])}"
     if kind in _PROBLEMS:
         at_zero = kind in _PROBLEMS_AT_ZERO and 0 in ctx.values()

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,10 +26,16 @@ from loadtests.harness.processes import free_port, pinned, stop_group
 
 @contextlib.contextmanager
 def service(
-    target: str | None, webhook_secrets: Sequence[str], work: Path, *, pin: bool
+    target: str | None,
+    webhook_secrets: Sequence[str],
+    work: Path,
+    *,
+    pin: bool,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, list[str], bool]]:
     """``(base URL, webhook secrets, managed)`` for the run's duration: ``target``
-    checked for life, or (None) the reference service started in ``work``."""
+    checked for life, or (None) the reference service started in ``work``, with
+    ``extra_env`` added to its environment (the rehearsals set its breaker)."""
     if target is not None:
         base = target.rstrip("/")
         _reachable(base)
@@ -43,6 +49,7 @@ def service(
         "STRIPE_WEBHOOK_SECRET": secret,
         "LH_ENVIRONMENT": "test",
         "LH_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     cmd = [
         sys.executable,
@@ -115,6 +122,7 @@ class ServiceProcess:
         port: int | None = None,
         argv: Sequence[str] | None = None,
         pin: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.db = db
         self.log = log
@@ -122,6 +130,7 @@ class ServiceProcess:
         self.port = port or free_port()
         self.argv = list(argv or [sys.executable, "-m", "licensing_service"])
         self.pin = pin
+        self.env = dict(env or {})  # added to its environment at every start
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -141,6 +150,7 @@ class ServiceProcess:
             "STRIPE_WEBHOOK_SECRET": self.secret,
             "LH_ENVIRONMENT": "test",
             "LH_LOG_LEVEL": "warning",
+            **self.env,
         }
         cmd = [*self.argv, "serve", "--test-clock", "--port", str(self.port), "--db", str(self.db)]
         with self.log.open("ab") as log:  # appended: every life of the service in one file

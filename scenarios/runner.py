@@ -1,0 +1,648 @@
+"""One rehearsal, start to verdicts: the target, its licenses, the steady state,
+the method, the rollbacks (always), the steady state again, the judgement.
+
+Rollbacks run after a method that succeeded, after a step that failed and after
+Ctrl-C (a second Ctrl-C during the rollbacks is ignored until they are done);
+the load is stopped in every case. A rehearsal that could not be carried out
+(its target refused a step, it ran past ``max_duration``, it was interrupted,
+the steady state did not hold before it) is an ERROR: exit 2, not judged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from licensing_service.contract import routes
+from licensing_service.contract.faults import FaultsRequest
+from loadtests.harness.errors import GateError
+from loadtests.harness.provision import ProvisionError
+from loadtests.harness.service_process import ServiceProcess
+from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad
+from scenarios.expectations import Outcome, Verdict, exit_code, judge_all
+from scenarios.fault_control import FaultControl
+from scenarios.model import Probe, Rehearsal
+from scenarios.poller import HealthPoller
+from scenarios.recording import (
+    ClockMove,
+    FaultWindow,
+    OutboxSample,
+    Recording,
+    StepRecord,
+)
+from scenarios.steps import ProxyStep, Step, StepFailed, StormStep
+from scenarios.target import Target, licenses, open_target
+from scenarios.timeline import Status, Timeline
+
+RECOVERY_S = 5.0  # how long the steady state may take to hold again after the rollbacks
+WAIT_SLICE_S = 0.05
+
+
+class Overrun(RuntimeError):
+    """The rehearsal ran past its ``max_duration``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    target: str | None = None
+    fast: bool = False
+    webhook_secrets: tuple[str, ...] = ()
+    # Added to the started service's environment after the file's [service]:
+    # how a test plants a broken service (a breaker that never opens).
+    service_env: Mapping[str, str] = field(default_factory=dict)
+    out: TextIO | None = None
+    live: bool | None = None  # None: a live display when `out` is a TTY
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    name: str
+    source: str
+    fast: bool
+    verdicts: tuple[Verdict, ...]
+    skipped: str | None = None  # why, when not run
+    interrupted: bool = False
+    recording: Recording | None = None
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.skipped is not None:
+            return 0
+        return exit_code(self.verdicts)
+
+    @property
+    def outcome(self) -> str:
+        if self.skipped is not None:
+            return "skip"
+        return {0: "pass", 1: "fail"}.get(self.exit_code, "error")
+
+
+def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
+    reh = rehearsal.fast_variant() if options.fast else rehearsal
+    started = time.monotonic()
+
+    def result(verdicts: list[Verdict], **more: Any) -> ScenarioResult:
+        return ScenarioResult(
+            reh.name,
+            reh.source,
+            options.fast,
+            tuple(verdicts),
+            duration_s=time.monotonic() - started,
+            **more,
+        )
+
+    with (
+        tempfile.TemporaryDirectory(prefix=f"rehearse-{reh.name}-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        sink = Path(tmp) / "emails.jsonl"
+        env = {**_service_env(reh, sink), **options.service_env}
+        if reh.service.stripe_api and options.target is None:
+            from fixtures.stripe.api_server import DEFAULT_KEY, FakeStripeServer
+
+            stripe = stack.enter_context(FakeStripeServer())
+            env = {"STRIPE_SECRET_KEY": DEFAULT_KEY, "STRIPE_API_BASE": stripe.url, **env}
+        try:
+            with open_target(options.target, options.webhook_secrets, Path(tmp), env) as target:
+                missing = target.missing(reh.needs())
+                if missing is not None:
+                    return result([], skipped=missing)
+                seed = options.seed if options.seed is not None else random.randrange(1 << 30)  # noqa: S311 - a seed, not a secret
+                lics = licenses(target, reh.load.licenses, reh.load.suspended, seed=seed)
+                run = _Run(reh, target, lics, options, seed, sink if target.managed else None)
+                verdicts, recording, interrupted = run.execute()
+                return result(verdicts, recording=recording, interrupted=interrupted)
+        except (GateError, ProvisionError, httpx.HTTPError) as exc:
+            return result(
+                [Verdict("setup", Outcome.ERROR, "a target to rehearse on", "none", str(exc))]
+            )
+
+
+class _Run:
+    """The controls the steps act through (:class:`scenarios.steps.Controls`) and
+    everything recorded on the way."""
+
+    def __init__(
+        self,
+        reh: Rehearsal,
+        target: Target,
+        lics: list[LoadLicense],
+        options: RunOptions,
+        seed: int,
+        sink: Path | None,
+    ) -> None:
+        self.reh = reh
+        self.sink = sink
+        self.target = target
+        self.licenses = lics
+        self.origin = time.monotonic()
+        self.deadline = self.origin + reh.scenario.max_duration_s
+        # Generous: a control call waits in line behind the load on a slowed service.
+        self.client = httpx.Client(base_url=target.base_url, timeout=30)
+        self.faults = FaultControl(self.client)
+        # A TCP fault proxy between the clients (load, probes) and the service, when
+        # the method uses one; the control calls and /health go straight to it.
+        self.proxy = _proxy_for(target.base_url) if _uses_proxy(reh) else None
+        self.client_url = (
+            f"http://127.0.0.1:{self.proxy.port}" if self.proxy is not None else target.base_url
+        )
+        self.clients = httpx.Client(base_url=self.client_url, timeout=reh.load.timeout_ms / 1000)
+        self.service_active: list[str] = []
+        self.proxy_active: list[str] = []
+        self.active: list[str] = []
+        self.windows: list[FaultWindow] = []
+        self.window_start: float | None = None
+        self.moves: list[ClockMove] = []
+        self.steps: list[StepRecord] = []
+        self.outbox: list[OutboxSample] = []
+        self.storms: list[dict[str, Any]] = []
+        self.current = "setting up"
+        self.poller = HealthPoller(target.base_url, self.clock)
+        plan = LoadPlan(
+            users=reh.load.users,
+            think_s=reh.load.think_ms / 1000,
+            timeout_s=reh.load.timeout_ms / 1000,
+            mix=reh.load.mix.weights(),
+            licenses=lics,
+            max_seconds=float(reh.scenario.max_duration_s),
+            webhook_secrets=target.secrets,
+            seed=seed,
+        )
+        self.load = RehearsalLoad(self.client_url, plan, self.clock)
+        self.timeline = Timeline(self.status, options.out, options.live)
+        self._seen_state: tuple[str, int] | None = None
+        self._watched = 0  # poller samples already looked at
+        self._watch_lock = threading.Lock()
+        self._watch_outbox = any(e.name == "outbox_drains" for e in reh.expect)
+        self._next_outbox = 0.0
+
+    def clock(self) -> float:
+        return time.monotonic() - self.origin
+
+    # ------------------------------------------------------------------ the run
+
+    def execute(self) -> tuple[list[Verdict], Recording, bool]:
+        verdicts: list[Verdict] = []
+        interrupted = False
+        self.poller.start()
+        try:
+            with self.timeline:
+                self.timeline.event(
+                    self.clock(),
+                    f"{self.reh.name}: {len(self.licenses)} licenses on {self.target.base_url}",
+                )
+                before = self._steady_state("before")
+                if before is not None:
+                    verdicts.append(
+                        Verdict(
+                            "steady_state_before",
+                            Outcome.ERROR,
+                            "the steady state holds",
+                            "it does not",
+                            before,
+                        )
+                    )
+                else:
+                    interrupted, problem = self._method()
+                    if problem is not None:
+                        verdicts.append(
+                            Verdict(
+                                "method",
+                                Outcome.ERROR,
+                                "every step carried out",
+                                "stopped",
+                                problem,
+                            )
+                        )
+                self._rollbacks()
+                self.current = "steady state after"
+                after = self._steady_state("after", RECOVERY_S)
+                verdicts.append(
+                    Verdict(
+                        "steady_state_after",
+                        Outcome.FAIL if after else Outcome.PASS,
+                        "the steady state holds again after the rollbacks",
+                        "it does not" if after else "it does",
+                        after or "",
+                    )
+                )
+        finally:
+            self.poller.stop()
+            self.load.stop()
+            self.client.close()
+            self.clients.close()
+            if self.proxy is not None:
+                self.proxy.stop()
+        recording = self.recording()
+        if not interrupted and not any(
+            v.name in ("steady_state_before", "method") for v in verdicts
+        ):
+            verdicts.extend(judge_all(self.reh.expect, recording))
+        elif interrupted:
+            verdicts.append(
+                Verdict(
+                    "method",
+                    Outcome.ERROR,
+                    "a whole method",
+                    "interrupted",
+                    "Ctrl-C; the rollbacks ran",
+                )
+            )
+        return verdicts, recording, interrupted
+
+    def _method(self) -> tuple[bool, str | None]:
+        try:
+            for n, step in enumerate(self.reh.method):
+                self._step("method", n, step)
+        except KeyboardInterrupt:
+            self.timeline.event(self.clock(), "interrupted: running the rollbacks")
+            return True, None
+        except (StepFailed, Overrun, httpx.HTTPError) as exc:
+            self.timeline.event(self.clock(), f"method stopped: {exc}")
+            return False, str(exc)
+        return False, None
+
+    def _rollbacks(self) -> None:
+        with _sigint_ignored():
+            for n, step in enumerate(self.reh.rollbacks):
+                try:
+                    self._step("rollbacks", n, step, bounded=False)
+                except (StepFailed, Overrun, httpx.HTTPError) as exc:
+                    self.timeline.event(self.clock(), f"rollback {n + 1} failed: {exc}")
+            self.stop_load()
+            self._close_window(self.clock())
+
+    def _step(self, phase: str, n: int, step: Step, *, bounded: bool = True) -> None:
+        if bounded and time.monotonic() > self.deadline:
+            raise Overrun(f"past max_duration ({self.reh.scenario.max_duration_s}s)")
+        self.current = f"{phase} {n + 1}: {step.describe()}"
+        start = self.clock()
+        self.timeline.event(start, self.current)
+        ok, detail = False, ""
+        try:
+            detail = step.run(self)
+            ok = True
+        except StepFailed as exc:
+            detail = str(exc)
+            raise
+        finally:
+            label = step.describe()
+            self.steps.append(
+                StepRecord(
+                    phase,
+                    n,
+                    str(getattr(step, "kind", "?")),
+                    label,
+                    start,
+                    self.clock(),
+                    ok,
+                    detail,
+                )
+            )
+            self._watch()
+        if detail:
+            self.timeline.event(self.clock(), f"  {detail}")
+
+    # ------------------------------------------------------------------ Controls
+
+    def set_faults(self, request: FaultsRequest) -> list[str]:
+        self.service_active = self.faults.apply(request)
+        self._now_active()
+        return self.service_active
+
+    def _now_active(self) -> None:
+        """A new fault window whenever the set of active faults changes."""
+        active = sorted([*self.service_active, *self.proxy_active])
+        now = self.clock()
+        if active != sorted(self.active):
+            self._close_window(now)
+            if active:
+                self.window_start = now
+            self.active = active
+            self.timeline.event(now, f"faults: {', '.join(active) or 'cleared'}")
+
+    def _close_window(self, now: float) -> None:
+        if self.window_start is not None and self.active:
+            self.windows.append(FaultWindow(self.window_start, now, tuple(self.active)))
+        self.window_start = None
+
+    def start_load(self) -> None:
+        self.load.start(self._sign_offset())
+
+    def stop_load(self) -> None:
+        self.load.stop()
+
+    def advance_clock(self, seconds: float) -> None:
+        response = self.client.post(routes.HARNESS_CLOCK, json={"advance_seconds": seconds})
+        if response.status_code != 200:
+            raise StepFailed(f"POST {routes.HARNESS_CLOCK} answered {response.status_code}")
+        self.moves.append(ClockMove(self.clock(), seconds))
+        self.load.set_sign_offset(self._sign_offset(response.json()))
+
+    def wait(self, seconds: float, until: str | None) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if time.monotonic() > self.deadline:
+                raise Overrun(f"past max_duration ({self.reh.scenario.max_duration_s}s)")
+            self._watch()
+            if until is not None and self._met(until):
+                return True
+            time.sleep(WAIT_SLICE_S)
+        self._watch()
+        return until is None or self._met(until)
+
+    def set_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None:
+        if self.proxy is None:  # cannot happen: a method with a proxy step gets one
+            raise StepFailed("no proxy in front of the service")
+        self.proxy.set(latency_ms=latency_ms, reset=reset, blackhole=blackhole)
+        self.proxy_active = [f"proxy.{name}" for name in self.proxy.faults().active()]
+        self._now_active()
+
+    def storm(self, step: StormStep) -> str:
+        from scenarios.storm import StormConfig, StormError, StormProgress, run_storm
+
+        config = StormConfig(
+            events=step.events,
+            seed=step.seed,
+            duplicate_rate=float(step.duplicates),
+            outage_start_seconds=float(step.outage_start_s),
+            outage_seconds=0.0 if step.outage == "none" else float(step.outage_s),
+            outage="db" if step.outage == "db" else "webhook",
+            deadline_seconds=float(step.deadline_s),
+        )
+        process = self.target.process
+        if step.kills and process is None:
+            raise StepFailed("kills need the service the runner started (no --target)")
+        shown = [0.0]
+
+        def progress(p: StormProgress) -> None:
+            if time.monotonic() - shown[0] >= 3.0:  # one line every few seconds
+                shown[0] = time.monotonic()
+                self.timeline.event(self.clock(), p.line())
+
+        try:
+            result = run_storm(
+                self.target.base_url,
+                list(self.target.secrets),
+                config,
+                db=process.db if process is not None else None,
+                progress=progress,
+                crasher=process if step.kills else None,
+                kills=step.kills,
+            )
+        except StormError as exc:
+            raise StepFailed(f"the storm could not run: {exc}") from exc
+        summary = result.summary()
+        summary["kills_asked"] = step.kills
+        summary["outage_asked"] = config.outage_seconds > 0
+        self.storms.append(summary)
+        return (
+            f"{result.events} events, {result.attempts} attempts, {result.lost} lost,"
+            f" {result.applied_twice} applied twice, {result.kills} kills"
+        )
+
+    def kill(self) -> None:
+        process = self._process()
+        self._offset_before_kill = self._clock_offset()
+        process.kill()
+        self.timeline.event(self.clock(), "service killed (SIGKILL)")
+
+    def restart(self) -> None:
+        process = self._process()
+        process.restart()
+        # A new process starts on real time and without faults: put its clock
+        # back where the rehearsal had it, and forget the faults it lost.
+        if self._offset_before_kill > 0:
+            self.client.post(
+                routes.HARNESS_CLOCK, json={"advance_seconds": self._offset_before_kill}
+            )
+        self.service_active = []
+        self._now_active()
+        self.timeline.event(self.clock(), "service restarted on the same database")
+
+    _offset_before_kill = 0.0
+
+    def _process(self) -> ServiceProcess:
+        if self.target.process is None:
+            raise StepFailed("kill and restart need the service the runner started")
+        return self.target.process
+
+    def _clock_offset(self) -> float:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            return float(self.client.get(routes.HARNESS_CLOCK).json()["offset_seconds"])
+        return 0.0
+
+    # ------------------------------------------------------------------ watching
+
+    def _met(self, until: str) -> bool:
+        latest = self.poller.latest()
+        if until == "breaker_open":
+            return latest is not None and latest.state == "OPEN"
+        if until == "breaker_closed":
+            return latest is not None and latest.state == "CLOSED"
+        if until == "outbox_drained":
+            return bool(self.outbox) and self.outbox[-1].queued == 0
+        return False
+
+    def _watch(self) -> None:
+        """Breaker transitions onto the timeline; the outbox sampled when judged."""
+        with self._watch_lock:
+            samples = self.poller.samples()
+            for s in samples[self._watched :]:
+                if (s.state, s.failures) != self._seen_state:
+                    detail = f"failures {s.failures}, service time {s.server_time or '?'}"
+                    self.timeline.event(s.t, f"breaker {s.state} ({detail})")
+                    self._seen_state = (s.state, s.failures)
+            self._watched = len(samples)
+        if self._watch_outbox and time.monotonic() >= self._next_outbox:
+            self._next_outbox = time.monotonic() + 0.5
+            self._sample_outbox()
+
+    def _sample_outbox(self) -> None:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            rows = self.client.get(routes.HARNESS_EMAILS).json()["emails"]
+            queued = sum(1 for r in rows if r.get("delivery_status") == "pending")
+            delivered = sum(1 for r in rows if r.get("delivered_at"))
+            sent, distinct = _sink_counts(self.sink)
+            self.outbox.append(
+                OutboxSample(self.clock(), queued, delivered, len(rows), sent, distinct)
+            )
+
+    def _sign_offset(self, clock_view: Mapping[str, Any] | None = None) -> float:
+        """The target's unix time minus ours: webhooks are signed on its clock."""
+        view = clock_view
+        if view is None:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                response = self.client.get(routes.HARNESS_CLOCK)
+                if response.status_code == 200:
+                    view = response.json()
+        if not view or "now" not in view:
+            return 0.0
+        now = datetime.fromisoformat(str(view["now"]).replace("Z", "+00:00"))
+        return now.timestamp() - time.time()
+
+    def status(self) -> Status:
+        latest = self.poller.latest()
+        return Status(
+            self.clock(),
+            self.current,
+            list(self.active),
+            latest.state if latest else "?",
+            self.load.answers(),
+        )
+
+    # ------------------------------------------------------------------ steady state
+
+    def _steady_state(self, when: str, within_s: float = 0.0) -> str | None:
+        """None when every probe holds, else what did not (retried for ``within_s``)."""
+        end = time.monotonic() + within_s
+        while True:
+            problems = [p for probe in self.reh.probes if (p := self._probe(probe))]
+            if not problems or time.monotonic() >= end:
+                break
+            time.sleep(0.2)
+        text = "; ".join(problems)
+        if text:
+            self.timeline.event(self.clock(), f"steady state {when}: {text}")
+        return text or None
+
+    def _probe(self, probe: Probe) -> str | None:
+        active = next((lic for lic in self.licenses if lic.state == "active"), None)
+        suspended = next((lic for lic in self.licenses if lic.state == "suspended"), None)
+        started = time.perf_counter()
+        try:
+            if probe.kind == "health":
+                response = self.clients.get(routes.HEALTH)
+                body = response.json()
+                state = body.get("circuitBreaker", {}).get("state")
+                problem = (
+                    None
+                    if body.get("status") == "healthy" and state == "CLOSED"
+                    else (f"/health {body.get('status')}, breaker {state}")
+                )
+            else:
+                lic = active if probe.kind == "validate" else suspended
+                if lic is None:
+                    return f"probe {probe.kind}: no such license provisioned"
+                response = self.clients.post(routes.VALIDATE_UNIFIED, json=_validate(lic))
+                body = response.json()
+                if probe.kind == "validate":
+                    ok = (
+                        response.status_code == 200
+                        and body["validation"]["valid"] is True
+                        and not body.get("degraded")
+                    )
+                else:
+                    ok = (
+                        response.status_code == 403
+                        and body.get("error", {}).get("code") == "SUBSCRIPTION_INACTIVE"
+                    )
+                problem = None if ok else f"probe {probe.kind}: answered {response.status_code}"
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            return f"probe {probe.kind}: {type(exc).__name__}"
+        elapsed = (time.perf_counter() - started) * 1000
+        if problem is None and elapsed > probe.max_latency_ms:
+            problem = f"probe {probe.kind}: {elapsed:.0f} ms > {probe.max_latency_ms:g} ms"
+        return problem
+
+    # ------------------------------------------------------------------ the recording
+
+    def recording(self) -> Recording:
+        return Recording(
+            answers=sorted(self.load.answers(), key=lambda a: a.t),
+            breaker=self.poller.samples(),
+            faults=list(self.windows),
+            clock_moves=list(self.moves),
+            steps=list(self.steps),
+            outbox=list(self.outbox),
+            storms=list(self.storms),
+            params={
+                "breaker_threshold": self.reh.service.breaker_threshold,
+                "breaker_open_seconds": self.reh.service.breaker_open_seconds,
+                "users": self.reh.load.users,
+                "licenses": self.reh.load.licenses,
+                "suspended": self.reh.load.suspended,
+                "target": self.target.base_url,
+                "managed": self.target.managed,
+            },
+            end=self.clock(),
+        )
+
+
+def _service_env(reh: Rehearsal, sink: Path) -> dict[str, str]:
+    """The started service's settings from the file's [service] table."""
+    env = {
+        "LH_BREAKER_THRESHOLD": str(reh.service.breaker_threshold),
+        "LH_BREAKER_OPEN_SECONDS": str(reh.service.breaker_open_seconds),
+        "LH_EMAIL_SINK": str(sink),
+        # Drained often, so an outbox rehearsal sees it empty within a second.
+        "LH_EMAIL_POLL_SECONDS": "0.2",
+    }
+    if reh.service.db_timeout_ms is not None:
+        env["LH_DB_TIMEOUT_MS"] = str(reh.service.db_timeout_ms)
+    if reh.service.stripe_timeout_s is not None:
+        env["LH_STRIPE_TIMEOUT_SECONDS"] = str(reh.service.stripe_timeout_s)
+    return env
+
+
+def _sink_counts(sink: Path | None) -> tuple[int, int]:
+    """Lines in the email sink, and distinct emails among them (-1, -1: not ours)."""
+    if sink is None:
+        return -1, -1
+    try:
+        lines = sink.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return 0, 0
+    ids = [json.loads(line).get("id") for line in lines if line.strip()]
+    return len(ids), len(set(ids))
+
+
+def _uses_proxy(reh: Rehearsal) -> bool:
+    return any(isinstance(s, ProxyStep) for s in (*reh.method, *reh.rollbacks))
+
+
+def _proxy_for(base_url: str) -> Any:
+    from urllib.parse import urlsplit
+
+    from scenarios.proxy import FaultProxy  # only when a method uses it
+
+    parts = urlsplit(base_url)
+    return FaultProxy(upstream=(parts.hostname or "127.0.0.1", parts.port or 80)).start()
+
+
+def _validate(lic: LoadLicense) -> dict[str, Any]:
+    return {
+        "operation": "validate",
+        "credentials": {"email": lic.email, "token": lic.token},
+        "device": {"machineFingerprint": lic.fingerprint},
+    }
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """The rollbacks finish even if Ctrl-C is pressed again meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+__all__ = ["RunOptions", "ScenarioResult", "run_scenario"]

@@ -1,0 +1,85 @@
+"""The recording load: every answer kept with what it must be judged by; bounded in time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad, split_pools
+from scenarios.target import licenses, probe
+from tests.scenarios.conftest import Reference
+
+
+def plan(lics: list[LoadLicense], secrets: list[str], **more: object) -> LoadPlan:
+    values: dict[str, object] = {
+        "users": 3,
+        "think_s": 0.01,
+        "timeout_s": 2.0,
+        "mix": {"validate": 3, "suspended": 1, "session": 1, "webhook": 1, "signup": 1},
+        "licenses": lics,
+        "max_seconds": 30.0,
+        "webhook_secrets": secrets,
+    }
+    values.update(more)
+    return LoadPlan(**values)  # type: ignore[arg-type]
+
+
+def test_every_answer_is_recorded_and_right(reference: Reference) -> None:
+    target = probe(reference.url, tuple(reference.secrets), managed=True)
+    lics = licenses(target, 6, 2, seed=5)
+    load = RehearsalLoad(reference.url, plan(lics, reference.secrets), time.monotonic)
+    load.start()
+    time.sleep(1.0)
+    load.stop()
+    answers = load.answers()
+    by_op = {a.op for a in answers}
+    assert by_op == {"validate", "suspended", "session", "webhook", "signup"}
+    for a in answers:
+        if a.op == "validate":
+            assert (a.status, a.valid, a.degraded, a.expected) == (200, True, False, "active")
+            assert a.tier_s in (900, 1800, 3600) and a.server_time
+        elif a.op == "suspended":
+            assert (a.status, a.code, a.expected) == (403, "SUBSCRIPTION_INACTIVE", "suspended")
+        elif a.op in ("webhook", "signup"):
+            assert a.status == 200
+        else:
+            assert a.status == 200 and a.action in ("start", "heartbeat", "takeover")
+    n = len(answers)
+    time.sleep(0.3)
+    assert len(load.answers()) == n  # stopped means stopped
+
+
+def test_the_load_stops_by_itself(reference: Reference) -> None:
+    target = probe(reference.url, tuple(reference.secrets), managed=True)
+    lics = licenses(target, 2, 0, seed=6)
+    load = RehearsalLoad(reference.url, plan(lics, [], max_seconds=0.5), time.monotonic)
+    load.start()
+    time.sleep(1.5)
+    assert not load.running
+
+
+def test_a_refused_connection_is_recorded_not_raised() -> None:
+    lic = LoadLicense("a@x.test", "t", "fp", "active")
+    from loadtests.harness.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    load = RehearsalLoad(url, plan([lic], [], users=1, max_seconds=0.3), time.monotonic)
+    load.start()
+    time.sleep(0.6)
+    load.stop()
+    answers = load.answers()
+    assert answers and all(a.status is None and a.failure == "connect" for a in answers)
+
+
+def test_only_loopback() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        RehearsalLoad("http://10.1.2.3:80", plan([], []), time.monotonic)
+
+
+def test_each_user_holds_its_own_session_license() -> None:
+    lics = [LoadLicense(f"{n}@x.test", "t", "fp", "active") for n in range(5)]
+    lics.append(LoadLicense("s@x.test", "t", "fp", "suspended"))
+    pools = split_pools(lics, users=3)
+    assert len(pools.sessions) == 3 and not set(pools.sessions) & set(pools.active)
+    assert [lic.email for lic in pools.suspended] == ["s@x.test"]
