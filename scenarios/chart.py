@@ -1,8 +1,9 @@
 """A rehearsal's chart: latency (p50, p99 per second) and error rate, the fault
 windows shaded, the breaker's state drawn as a band beneath.
 
-The look of the gate's charts (:mod:`loadtests.harness.charts`): a bare
-matplotlib ``Figure`` on its own Agg canvas, no pyplot, no display needed.
+In the project's one chart look (:mod:`loadtests.harness.chart_style`, which the
+gate's charts use too): the latency axis is sized to the steady state, a spike
+above it clipped and labelled, and legends sit outside the data.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from loadtests.harness import chart_style as style
 from scenarios.recording import Recording, percentile
 from scenarios.timeline import per_second
 
@@ -26,24 +26,20 @@ BREAKER_COLOURS = {
     "OPEN": "tab:red",
     "unreachable": "tab:gray",
 }
-FAULT_COLOUR = "tab:purple"
 
 
 def write_chart(path: Path, name: str, rec: Recording) -> Path:
-    fig = Figure(figsize=(10, 6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    latency, errors, band = fig.subplots(
-        3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 0.5]}
-    )
+    fig, (latency, errors, band) = style.figure_rows(6, (3, 2, 0.5))
     if rec.answers:
         _latency(latency, rec)
         _errors(errors, rec)
     else:
         latency.text(0.5, 0.5, "no requests recorded", ha="center", va="center")
     for ax in (latency, errors, band):
-        _shade_faults(ax, rec)
+        _shade_faults(ax, rec, labelled=ax is latency)
+    style.finish(latency, f"{name}: latency, every request", "ms", xlabel=None)
+    style.finish(errors, "error and degraded rates", "% of requests", xlabel=None)
     _breaker_band(band, rec)
-    latency.set_title(f"{name}: latency, every request")
     fig.savefig(path, format="png")
     return path
 
@@ -53,13 +49,16 @@ def _latency(ax: Axes, rec: Recording) -> None:
     for a in rec.answers:
         by_second[int(a.t)].append(a.latency_ms)
     seconds = list(range(int(rec.end) + 1))
+    series: dict[str, list[float]] = {}
     for label, q in (("p50", 50), ("p99", 99)):
-        values = [percentile(by_second.get(s, []), q) for s in seconds]
-        ax.plot(seconds, [math.nan if v is None else v for v in values], label=label)
-    ax.set_ylabel("ms")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(handles=[*ax.get_legend_handles_labels()[0], _fault_patch()], loc="upper left")
+        at = [percentile(by_second.get(s, []), q) for s in seconds]
+        series[label] = [math.nan if v is None else v for v in at]
+    steady = [v for values in series.values() for v in values if not math.isnan(v)]
+    top = style.steady_top(steady, [])
+    for index, (label, values) in enumerate(series.items()):
+        style.clipped_line(ax, seconds, values, top, label=label, color=style.color(index))
+    style.label_clipped_peak(ax, seconds, series, top)
+    ax.set_ylim(0, top)
 
 
 def _errors(ax: Axes, rec: Recording) -> None:
@@ -69,30 +68,23 @@ def _errors(ax: Axes, rec: Recording) -> None:
         seconds,
         [100 * r.errors / r.requests if r.requests else math.nan for r in rows],
         label="errors (5xx or no answer) %",
-        color="tab:red",
+        color=style.FAILURE,
     )
     ax.plot(
         seconds,
         [100 * r.degraded / r.requests if r.requests else math.nan for r in rows],
         label="degraded answers %",
-        color="tab:blue",
+        color=style.color(0),
         alpha=0.6,
     )
-    ax.set_title("error rate", fontsize="medium")
-    ax.set_ylabel("% of requests")
     ax.set_ylim(0, 105)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
 
 
-def _shade_faults(ax: Axes, rec: Recording) -> None:
-    for w in rec.faults:
+def _shade_faults(ax: Axes, rec: Recording, *, labelled: bool) -> None:
+    for index, w in enumerate(rec.faults):
         end = w.end if w.end is not None else rec.end
-        ax.axvspan(w.start, end, color=FAULT_COLOUR, alpha=0.12, linewidth=0)
-
-
-def _fault_patch() -> Patch:
-    return Patch(color=FAULT_COLOUR, alpha=0.25, label="fault window")
+        label = "fault window" if labelled and index == 0 else None
+        style.shade_window(ax, w.start, end, label)
 
 
 def _breaker_band(ax: Axes, rec: Recording) -> None:
@@ -105,7 +97,9 @@ def _breaker_band(ax: Axes, rec: Recording) -> None:
     seen = [state for state in BREAKER_COLOURS if any(s.state == state for s in samples)]
     if seen:
         handles = [Patch(color=BREAKER_COLOURS[s], label=s) for s in seen]
-        ax.legend(handles=handles, loc="upper left", ncols=len(handles), fontsize="small")
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+        )
     ax.set_xlim(0, max(rec.end, 1.0))
 
 

@@ -28,6 +28,7 @@ PALETTE: Final = (
     "tab:cyan",
 )
 FAILURE: Final = "tab:red"
+FAULT_WINDOW: Final = "tab:purple"
 WARMUP_COLOR: Final = "0.85"
 THRESHOLD_LINE: Final[dict[str, Any]] = {
     "color": "black",
@@ -48,6 +49,14 @@ def figure(height: float = 4.0) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
+
+
+def figure_rows(height: float, ratios: Sequence[float]) -> tuple[Figure, list[Axes]]:
+    """Several panels over one shared time axis (a rehearsal: latency, errors, breaker)."""
+    fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": list(ratios)})
+    return fig, list(axes)
 
 
 def color(index: int) -> str:
@@ -136,14 +145,17 @@ def shade_warmup(ax: Axes, warmup_s: float) -> None:
         )
 
 
-def shade_window(ax: Axes, start: float, end: float, label: str, color: str = FAILURE) -> None:
+def shade_window(
+    ax: Axes, start: float, end: float, label: str | None, color: str = FAULT_WINDOW
+) -> None:
     """A fault window (or any interval worth seeing) behind the data."""
     ax.axvspan(start, end, color=color, alpha=0.12, zorder=0, label=label)
 
 
-def finish(ax: Axes, title: str, ylabel: str, xlabel: str = "seconds since start") -> None:
+def finish(ax: Axes, title: str, ylabel: str, xlabel: str | None = "seconds since start") -> None:
     ax.set_title(title)
-    ax.set_xlabel(xlabel)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
