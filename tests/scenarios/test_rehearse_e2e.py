@@ -102,6 +102,10 @@ kind = "wrong_answers"
 """
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def db_failing(url: str) -> bool:
     faults = httpx.get(url + routes.HARNESS_FAULTS, timeout=5)
     return "db.errors" in faults.json()["active"]
@@ -121,7 +125,14 @@ def test_ctrl_c_runs_the_rollbacks(tmp_path: Path, reference: Reference) -> None
         str(tmp_path / "report"),
     ]
     with subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # As from a terminal. A suite started in the background by a
+        # non-interactive shell (`... &`) runs with SIGINT ignored, which its
+        # children inherit; Python then leaves Ctrl-C ignored, as it should.
+        preexec_fn=_sigint_default,
     ) as proc:
         killer = threading.Timer(90, proc.kill)  # never hang the suite
         killer.start()
