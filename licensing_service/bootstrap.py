@@ -98,7 +98,11 @@ def build_service(settings: Settings, store: SqliteStore) -> LicensingService:
     return LicensingService(
         store,
         CircuitBreaker(
-            settings.breaker_threshold, timedelta(seconds=settings.breaker_open_seconds)
+            settings.breaker_threshold,
+            timedelta(seconds=settings.breaker_open_seconds),
+            slow_call_s=settings.breaker_slow_call_ms / 1000
+            if settings.breaker_slow_call_ms
+            else None,
         ),
         Limits(
             per_ip=FailureLimiter(settings.rate_limit_ip, window),

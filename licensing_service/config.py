@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
+    # A database call at least this slow counts as a breaker failure; 0: off.
+    breaker_slow_call_ms: int = Field(default=0, ge=0, le=60_000)
     # How long a unit of work waits on the database (SQLite's busy timeout, and
     # the bound on injected latency) before failing as unavailable.
     db_timeout_ms: int = Field(default=2000, ge=1, le=60_000)

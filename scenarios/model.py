@@ -13,6 +13,7 @@ judged on what was recorded::
     [service]                          # the reference service the runner starts
     breaker_threshold = 5              # LH_BREAKER_THRESHOLD
     breaker_open_seconds = 30          # LH_BREAKER_OPEN_SECONDS
+    breaker_slow_call_ms = 15          # LH_BREAKER_SLOW_CALL_MS (unset: slow calls not judged)
     stripe_api = false                 # start a local Stripe API for checkout and portal
     db_timeout_ms = 200                # LH_DB_TIMEOUT_MS: a slow database fails past this
     stripe_timeout_s = 1               # LH_STRIPE_TIMEOUT_SECONDS
@@ -107,6 +108,8 @@ class ServiceTable(BaseModel):
     breaker_open_seconds: Annotated[StrictInt, Field(ge=1, le=86_400)] = 30
     stripe_api: StrictBool = False
     db_timeout_ms: Annotated[StrictInt, Field(ge=1, le=60_000)] | None = None  # LH_DB_TIMEOUT_MS
+    # LH_BREAKER_SLOW_CALL_MS: a database call this slow counts as a breaker failure.
+    breaker_slow_call_ms: Annotated[StrictInt, Field(ge=1, le=60_000)] | None = None
     # LH_STRIPE_TIMEOUT_SECONDS: how long a checkout waits on a silent Stripe.
     stripe_timeout_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=120)] | None = None
 

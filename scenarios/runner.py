@@ -594,6 +594,8 @@ def _service_env(reh: Rehearsal, sink: Path) -> dict[str, str]:
     }
     if reh.service.db_timeout_ms is not None:
         env["LH_DB_TIMEOUT_MS"] = str(reh.service.db_timeout_ms)
+    if reh.service.breaker_slow_call_ms is not None:
+        env["LH_BREAKER_SLOW_CALL_MS"] = str(reh.service.breaker_slow_call_ms)
     if reh.service.stripe_timeout_s is not None:
         env["LH_STRIPE_TIMEOUT_SECONDS"] = str(reh.service.stripe_timeout_s)
     return env

@@ -11,8 +11,14 @@ service for a busy timeout; and a read that wins the half-open trial closes
 it with the count kept, so the next failed write reopens it at once. A
 successful write resets everything.
 
-It never reads a clock: callers pass ``now``. It holds mutable state because a
-breaker *is* state, but it performs no I/O.
+A call slower than ``slow_call_s`` (when set) counts as a failure although it
+succeeded: the database runs on the service's event loop, so a slow database
+is paid by every request in line behind it, and opening the breaker (reads
+from the snapshot, writes refused fast) is what keeps the queue bounded. Such
+a failure proves nothing about writes, so it is recorded as a read's.
+
+It never reads a clock: callers pass ``now`` (and a call's elapsed seconds).
+It holds mutable state because a breaker *is* state, but it performs no I/O.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class CircuitBreaker:
     trial_in_flight: bool = False
     # A write failed since the last successful write.
     writes_failing: bool = False
+    # Calls at least this slow (seconds) count as failures; None: never.
+    slow_call_s: float | None = None
 
     def allow(self, now: datetime) -> bool:
         """May a call go to the database now? Moves OPEN to HALF_OPEN when due."""
@@ -55,9 +63,12 @@ class CircuitBreaker:
         self.trial_in_flight = True
         return True
 
-    def record_success(self, now: datetime, *, wrote: bool = True) -> None:
-        """``wrote``: the unit held the write lock (a transaction), not only read."""
-        del now  # part of the protocol; a success needs no timestamp
+    def record_success(self, now: datetime, *, wrote: bool = True, elapsed_s: float = 0.0) -> None:
+        """``wrote``: the unit held the write lock (a transaction), not only read.
+        ``elapsed_s``: how long the call took, judged against ``slow_call_s``."""
+        if self.slow_call_s is not None and elapsed_s >= self.slow_call_s:
+            self.record_failure(now, wrote=False)
+            return
         if wrote or not self.writes_failing:
             self.failures = 0
             self.writes_failing = False

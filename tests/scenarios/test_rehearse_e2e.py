@@ -72,6 +72,21 @@ def test_db_outage_fails_against_a_breaker_that_never_opens() -> None:
     assert result.exit_code == 1
 
 
+def test_db_slow_fails_when_slow_calls_are_not_judged() -> None:
+    # LH_BREAKER_SLOW_CALL_MS=0: a 40 ms database is waited on, call after call.
+    reh = load_rehearsal(shipped()["db-slow"])
+    result = run_scenario(
+        reh,
+        RunOptions(
+            fast=True, service_env={"LH_BREAKER_SLOW_CALL_MS": "0"}, out=io.StringIO(), live=False
+        ),
+    )
+    verdicts = {v.name: v for v in result.verdicts}
+    assert verdicts["breaker_opens"].outcome is Outcome.FAIL
+    assert verdicts["breaker_opens"].observed == "never opened"
+    assert result.exit_code == 1
+
+
 @pytest.mark.parametrize("name", sorted(set(shipped()) - {"db-outage"}))
 def test_every_shipped_rehearsal_passes_fast(name: str) -> None:
     # db-outage's run is the CLI test above.

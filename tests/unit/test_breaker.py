@@ -92,3 +92,32 @@ def test_read_failures_are_reset_by_a_read_success() -> None:
         breaker.record_failure(T0, wrote=False)
     breaker.record_success(T0, wrote=False)
     assert breaker.failures == 0 and breaker.state is BreakerState.CLOSED
+
+
+def test_slow_calls_count_as_failures_only_when_judged() -> None:
+    judged = CircuitBreaker(slow_call_s=0.015)
+    for _ in range(4):
+        judged.record_success(T0, elapsed_s=0.040)
+    assert judged.state is BreakerState.CLOSED and judged.failures == 4
+    judged.record_success(T0, elapsed_s=0.001)  # a fast call resets the count
+    assert judged.failures == 0
+    for _ in range(5):
+        judged.record_success(T0, elapsed_s=0.015)  # at the threshold is slow
+    assert judged.state is BreakerState.OPEN
+    # A slow failure says nothing about writes: a fast read clears it again.
+    assert not judged.writes_failing
+    unjudged = CircuitBreaker()
+    for _ in range(10):
+        unjudged.record_success(T0, elapsed_s=60.0)
+    assert unjudged.state is BreakerState.CLOSED and unjudged.failures == 0
+
+
+def test_a_slow_half_open_trial_reopens() -> None:
+    breaker = opened()
+    breaker.slow_call_s = 0.015
+    assert breaker.allow(at(30))
+    breaker.record_success(at(30), elapsed_s=0.5)
+    assert breaker.state is BreakerState.OPEN and breaker.next_attempt() == at(60)
+    assert breaker.allow(at(60))
+    breaker.record_success(at(60), elapsed_s=0.002)
+    assert breaker.state is BreakerState.CLOSED

@@ -110,6 +110,20 @@ def test_a_known_license_is_answered_degraded_while_the_store_is_down(r: Rig) ->
         validate(r, token="POSPAL-WRON-GWRO-NGWR-ONGW")  # still checks the token
 
 
+def test_a_slow_database_opens_the_breaker_when_slow_calls_are_judged(r: Rig) -> None:
+    r.add()
+    validate(r)
+    r.service.breaker.slow_call_s = 0.015
+    ticks = iter(x * 0.020 for x in range(1000))  # every unit of work takes 20 ms
+    r.service.guard.timer = lambda: next(ticks)
+    for _ in range(BREAKER_THRESHOLD):
+        assert validate(r).degraded is False  # answered by the database, slowly
+    assert r.service.breaker.state is BreakerState.OPEN
+    opened = r.store.scopes_opened
+    assert validate(r).degraded is True  # from the snapshot, without waiting on it
+    assert r.store.scopes_opened == opened
+
+
 def test_an_unseen_license_gets_a_503_while_the_breaker_is_open(r: Rig) -> None:
     r.add()
     r.add("other@x.test", "POSPAL-OTHE-ROTH-EROT-HERO")
