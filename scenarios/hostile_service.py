@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from fixtures.stripe.api_server import FakeStripeServer
 from licensing_service.contract import routes
 from loadtests.harness.processes import free_port, stop_group
-from scenarios.hostile_stripe import fake_stripe_server
 
 STRIPE_TEST_KEY = "sk_test_hostile"  # the fake accepts any sk_test_ key; not a secret
 
@@ -67,7 +67,8 @@ def reference_service(
             **(env or {}),
         }
         if stripe:
-            environ["STRIPE_API_BASE"] = stack.enter_context(fake_stripe_server())
+            fake = stack.enter_context(FakeStripeServer(api_key=STRIPE_TEST_KEY))
+            environ["STRIPE_API_BASE"] = fake.url
             environ["STRIPE_SECRET_KEY"] = STRIPE_TEST_KEY
         cmd = [sys.executable, "-m", "licensing_service", "serve", "--test-clock"]
         cmd += ["--port", str(port), "--db", str(db)]
