@@ -13,7 +13,7 @@ judged on what was recorded::
     [service]                          # the reference service the runner starts
     breaker_threshold = 5              # LH_BREAKER_THRESHOLD
     breaker_open_seconds = 30          # LH_BREAKER_OPEN_SECONDS
-    breaker_slow_call_ms = 15          # LH_BREAKER_SLOW_CALL_MS (unset: slow calls not judged)
+    breaker_slow_call_ms = 50          # LH_BREAKER_SLOW_CALL_MS (unset: slow calls not judged)
     stripe_api = false                 # start a local Stripe API for checkout and portal
     db_timeout_ms = 200                # LH_DB_TIMEOUT_MS: a slow database fails past this
     stripe_timeout_s = 1               # LH_STRIPE_TIMEOUT_SECONDS
