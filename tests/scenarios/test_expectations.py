@@ -89,6 +89,15 @@ def test_leaving_open_before_the_open_period_fails() -> None:
     assert "before its open period ended" in verdict.observed
 
 
+def test_a_read_winning_the_trial_may_close_with_the_count_kept() -> None:
+    # db.errors failed writes too; a validation (a read) won the trial once the
+    # database was back: CLOSED with the 6 failures kept until a write succeeds.
+    closing = next(s.t for s in db_outage().breaker if s.state == "CLOSED" and s.t > 2.1)
+    rec = breaker(db_outage(), lambda s: replace(s, failures=6) if s.t == closing else s)
+    assert judge("half_open_trials", rec).outcome is Outcome.PASS
+    assert judge("breaker_closes", rec).outcome is Outcome.PASS
+
+
 def test_no_trial_at_all_cannot_be_judged() -> None:
     rec = breaker(db_outage(), lambda s: replace(s, state="OPEN", failures=5) if s.t >= 2.1 else s)
     assert judge("half_open_trials", rec).outcome is Outcome.ERROR
