@@ -10,16 +10,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from fixtures.stripe.api_server import FakeStripeServer
-from licensing_service.contract import routes
 from loadtests.harness.processes import free_port, stop_group
+from loadtests.harness.service_process import wait_ready
 
 STRIPE_TEST_KEY = "sk_test_hostile"  # the fake accepts any sk_test_ key; not a secret
 
@@ -81,21 +78,9 @@ def reference_service(
         )
         stack.callback(stop_group, process)
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, log)
+        wait_ready(url, process, log)
         credentials = _seed(db, customers, work) if customers else []
         yield Service(url, db, secret, log, credentials)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited at start:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + routes.HEALTH_READY, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("the service did not become ready within 30 s")
 
 
 def _seed(db: Path, customers: int, work: Path) -> list[dict[str, object]]:

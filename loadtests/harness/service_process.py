@@ -72,7 +72,7 @@ def service(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, work / "service.log")
+        wait_ready(base, process, work / "service.log")
         yield base, [secret], True
     finally:
         stop_group(process)
@@ -93,7 +93,7 @@ def _reachable(base: str) -> None:
         raise GateError(f"{base}{routes.HEALTH_LIVE} answered {response.status_code}")
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -162,7 +162,7 @@ class ServiceProcess:
                 start_new_session=True,
             )
         self.starts += 1
-        _wait_ready(self.url, self._process, self.log)
+        wait_ready(self.url, self._process, self.log)
         return self
 
     def kill(self) -> None:
