@@ -180,6 +180,7 @@ def _shares(environ: MutableMapping[str, str], count: int) -> list[dict[str, Any
 
 def _worker(environment: Environment, runner: Any, environ: MutableMapping[str, str]) -> None:
     folder: Path | None = None
+    share: dict[str, int] = {}  # which share this worker got, for the audit
 
     def on_inputs(msg: Any, **_kw: Any) -> None:
         nonlocal folder
@@ -202,6 +203,8 @@ def _worker(environment: Environment, runner: Any, environ: MutableMapping[str, 
         warmup = float(data["settings"].get("LH_LOAD_WARMUP", 0) or 0)
         hdr.histograms_of(environment).warmup_s = warmup
         count = len(data["licenses"])
+        share.update(index=data["index"], of=data["of"], licenses=count)
+        share["deliveries"] = sum('"kind":"delivery"' in line for line in data["stream"] or ())
         log.info("share %d of %d: %d licenses", data["index"] + 1, data["of"], count)
 
     def on_quit(**_kw: Any) -> None:
@@ -212,12 +215,13 @@ def _worker(environment: Environment, runner: Any, environ: MutableMapping[str, 
     _listen(environment.events.quit, on_quit)
     parts = environ.get(PARTS_ENV)
     if parts:
-        _audit(environment, runner, Path(parts))
+        _audit(environment, runner, Path(parts), share)
 
 
-def _audit(environment: Environment, runner: Any, folder: Path) -> None:
+def _audit(environment: Environment, runner: Any, folder: Path, share: dict[str, int]) -> None:
     """What this worker counted (requests and failures by name, from Locust's request
-    event, apart from the histograms) and everything it sent, written at exit."""
+    event, apart from the histograms), everything it sent, and its share's size,
+    written at exit."""
     counts: dict[str, list[int]] = {}
     sent: EndpointHistograms | None = None
 
@@ -226,21 +230,25 @@ def _audit(environment: Environment, runner: Any, folder: Path) -> None:
         mine[0] += 1
         mine[1] += exception is not None
 
-    def on_report(data: dict[str, Any], **_kw: Any) -> None:
+    def on_test_start(**_kw: Any) -> None:
         nonlocal sent
+        # After hdr's own listener: the master's start is the worker's now. Reports
+        # sent before (empty, from before the run) are no part of it.
+        sent = EndpointHistograms(start=hdr.histograms_of(environment).start)
+
+    def on_report(data: dict[str, Any], **_kw: Any) -> None:
         payload = data.get(hdr.REPORT_KEY)  # hdr's listener, installed first, put it there
-        if payload is None:
-            return
-        if sent is None:
-            sent = EndpointHistograms(start=float(payload["start"]))
-        sent.merge_encoded(payload)
+        if payload is not None and sent is not None:
+            sent.merge_encoded(payload)
 
     def on_quit(**_kw: Any) -> None:
-        part = {"counts": counts, "histograms": sent.encode() if sent is not None else None}
+        histograms = sent.encode() if sent is not None else None
+        part = {"counts": counts, "histograms": histograms, "share": share}
         _write_json(folder / f"worker-{runner.client_id}.json", part)
 
     events = environment.events
     _listen(events.request, on_request)
+    _listen(events.test_start, on_test_start)
     _listen(events.report_to_master, on_report)
     _listen(events.quit, on_quit)
 
