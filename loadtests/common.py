@@ -20,6 +20,10 @@ a person running ``locust -f loadtests/<file>.py`` can too):
 - ``LH_GATE_CONFIG``: a gate.toml, which enables abort-early on the master;
 - ``LH_LOAD_WARMUP`` (0): seconds at the start whose successful requests are left
   out of the latency and throughput figures (they stay on the timeline).
+
+A Locust worker of a distributed run needs none of these set: its master sends it its
+share of the licenses and of the stream, the secrets and the settings at test start
+(``harness/workers.py``), and it points these variables at its own copies.
 """
 
 from __future__ import annotations
