@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
+from licensing_harness import cli
 from loadtests.harness.cluster import Distribution, wait_for_workers
 from loadtests.harness.errors import GateError
 from loadtests.harness.model import Outcome, WorkerRoll
@@ -168,3 +170,27 @@ def test_distribution_options_are_checked() -> None:
     assert [o for o, _ in Distribution(local_workers=1, wait_s=0).problems()] == [
         "--expect-workers-wait"
     ]
+
+
+# ------------------------------------------------------------------ the command line
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--worker"], "--worker needs --master-host H"),
+        (["--worker", "--master-host", "h", "--workers", "2"], "no --master or --workers"),
+        (["--master-host", "h"], "--master-host is for --worker"),
+        (["--workers", "2", "--expect-workers-wait", "soon"], "--expect-workers-wait"),
+        (["--expect-workers", "2"], "--expect-workers: needs --master"),
+        (["--workers", "-1"], "--workers: must be at least 1"),
+    ],
+)
+def test_inconsistent_distribution_options_exit_2_before_anything_starts(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = cli.main(["gate", "--report", str(tmp_path / "r"), *argv])
+    assert code == 2
+    printed = capsys.readouterr()
+    assert said in printed.out + printed.err
+    assert not (tmp_path / "r").exists()  # refused before any run
