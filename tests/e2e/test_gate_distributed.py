@@ -8,12 +8,15 @@ fails the gate; and a worker that never comes ends the run at its bound, exit 2.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,32 +64,53 @@ def run_gate(
             out=io.StringIO(),
         )
     )
-    summary = json.loads((report / "summary.json").read_text()) if code != 2 else {}
-    return code, summary
+    written = report / "summary.json"  # none when the gate could not run at all
+    return code, json.loads(written.read_text()) if written.exists() else {}
 
 
-@pytest.fixture
-def remote_workers(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """Two ``gate --worker`` processes for a master on a port of their own, writing
-    their parts (``LH_LOAD_PARTS``) for the test to add up."""
-    port, parts = free_port(), tmp_path / "parts"
-    env = {**os.environ, "LH_LOAD_PARTS": str(parts)}
+def start_workers(tmp_path: Path, port: int, count: int) -> list[subprocess.Popen[bytes]]:
+    """``gate --worker`` processes for a master on ``port``, each in a session of its own
+    (a test may kill one, its Locust child with it), writing their parts
+    (``LH_LOAD_PARTS``) for the test to add up."""
+    env = {**os.environ, "LH_LOAD_PARTS": str(tmp_path / "parts")}
     argv = [sys.executable, "-m", "licensing_harness", "gate", "--worker"]
     argv += ["--master-host", "127.0.0.1", "--master-port", str(port)]
     workers = []
-    for n in (1, 2):
+    for n in range(1, count + 1):
         with (tmp_path / f"worker-{n}.out").open("wb") as out:
             workers.append(
-                subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
-    yield port, parts
+    return workers
+
+
+def end_workers(workers: list[subprocess.Popen[bytes]]) -> list[str]:
+    """Wait for the workers to end with their master; kill (and name) any that do not."""
+    stuck = []
     for worker in workers:
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-            pytest.fail(f"a worker did not end with its master: {worker.args!r}")
+            stuck.append(str(worker.args))
+    return stuck
+
+
+@pytest.fixture
+def remote_workers(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """Two workers started as on other machines, for a master on a port of their own."""
+    port = free_port()
+    workers = start_workers(tmp_path, port, 2)
+    yield port, tmp_path / "parts"
+    assert end_workers(workers) == [], "a worker did not end with its master"
 
 
 def _recorded(encoded: str | None) -> list[tuple[int, int]]:
@@ -194,3 +218,36 @@ def test_a_worker_that_never_comes_ends_the_gate_with_exit_2_in_bounded_time(
     # The master is gone: its port can be bound again.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_worker_lost_mid_run_makes_the_gate_inconclusive(
+    make_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    port = free_port()
+    workers = start_workers(tmp_path, port, 2)
+    roll = tmp_path / "report" / "workers.json"
+
+    def kill_one_once_running() -> None:
+        # Waits for the master's roll to say the load runs (bounded), then kills worker 1
+        # and its Locust child at once: no goodbye, no final report, as a machine lost.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(roll.read_text())["state"] == "running":
+                    os.killpg(workers[0].pid, signal.SIGKILL)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_one_once_running, daemon=True)
+    killer.start()
+    try:
+        config = CONFIG.replace('duration = "6s"', 'duration = "9s"')
+        spread = Distribution(master=True, expect_workers=2, port=port, wait_s=60)
+        code, summary = run_gate(make_server(), tmp_path, config, spread)
+    finally:
+        killer.join(timeout=5)
+        end_workers(workers)
+    assert code == 2, summary["verdicts"]
+    lost = next(v for v in summary["verdicts"] if v["name"] == "workers")
+    assert lost["outcome"] == "error"
+    assert "1 lost during the run" in lost["detail"]
