@@ -33,7 +33,7 @@ from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.e2e.test_gate import CONFIG, verdict
 from tests.live import LiveServer, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # The whole mixed fleet (validation, sessions, the webhook storm), so that every input
 # is shared out; no warm-up, so that every request counts in the endpoints' figures; and
