@@ -125,7 +125,7 @@ class WebhookService:
         Stripe's retry processes it) while the others commit. The outcomes are
         returned only after the COMMIT; if the transaction cannot begin or
         commit, every delivery gets the same ``Unavailable`` (retryable 503)."""
-        results: list[WebhookResult | LicensingError] = []
+        results: list[_Committed | LicensingError] = []
         try:
             with self.licensing.transaction(deliveries[-1][0].now) as uow:
                 for call, header in deliveries:
@@ -138,9 +138,7 @@ class WebhookService:
                 self.licensing.snapshot.put(result.customer)
         return [r.result if isinstance(r, _Committed) else r for r in results]
 
-    def _one(
-        self, uow: UnitOfWork, call: Call, header: EventHeader
-    ) -> _Committed | LicensingError:
+    def _one(self, uow: UnitOfWork, call: Call, header: EventHeader) -> _Committed | LicensingError:
         try:
             with uow.savepoint():
                 claim = self._claim(uow, header, call.now)

@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(host="127.0.0.1", port=args.port, db=args.db, test_clock=True)
     bootstrap.test_clock_file(settings.db).unlink(missing_ok=True)
-    bootstrap.WebhookBatcher = AnswersBeforeCommit  # type: ignore[misc]  # the plant
+    bootstrap.WebhookBatcher = AnswersBeforeCommit  # type: ignore[attr-defined,assignment]  # the plant
     app = bootstrap.create_app(settings)
     uvicorn.run(app, host="127.0.0.1", port=args.port, **uvicorn_options(settings))
 

@@ -73,7 +73,7 @@ def committed_commits(r: Rig) -> list[int]:
             yield uow
         commits.append(1)
 
-    r.store.transaction = counting  # type: ignore[method-assign]
+    r.store.transaction = counting  # type: ignore[method-assign,assignment]
     return commits
 
 
@@ -125,7 +125,7 @@ def test_a_forgery_is_refused_at_once_and_does_not_join_the_batch() -> None:
     async def both() -> list[Any]:
         honest = batcher.receive(r.call(), good, signed(r, good))
         bad = batcher.receive(r.call(), forged, signed(r, forged, "whsec_wrong"))
-        return await asyncio.gather(honest, bad, return_exceptions=True)
+        return list(await asyncio.gather(honest, bad, return_exceptions=True))
 
     honest, bad = asyncio.run(both())
     assert isinstance(honest, WebhookResult) and honest.outcome == "applied"
@@ -150,7 +150,7 @@ def failing_commit(r: Rig) -> None:
         scope.__exit__(type(error), error, None)  # rolls the unit back
         raise error
 
-    r.store.transaction = refused  # type: ignore[method-assign]
+    r.store.transaction = refused  # type: ignore[method-assign,assignment]
 
 
 def answered_2xx_for_an_uncommitted_batch(batcher_type: type[WebhookBatcher]) -> list[str]:
