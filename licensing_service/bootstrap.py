@@ -43,6 +43,7 @@ from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock
 from licensing_service.service.snapshot import Snapshot
+from licensing_service.service.webhook_batch import WebhookBatcher
 from licensing_service.service.webhooks import WebhookService
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ def create_app(
 
     routes = handlers.routes()
     routes[paths.HEALTH]["GET"] = reported_in_health(handlers.health, http_path)
-    routes.update(BillingHandlers(handlers, webhooks, checkout).routes())
+    routes.update(BillingHandlers(handlers, WebhookBatcher(webhooks), checkout).routes())
     routes[paths.OPENAPI] = {"GET": openapi_route}
     routes[paths.METRICS] = {"GET": metrics_route}
     if faults is not None:

@@ -487,6 +487,32 @@ class MemoryUnitOfWork:
     def ping(self) -> None:
         self._store.ping()
 
+    def savepoint(self) -> _MemorySavepoint:
+        return _MemorySavepoint(self._store)
+
+
+class _MemorySavepoint:
+    __slots__ = ("_before", "_store")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._before: MemoryTables | None = None
+
+    def __enter__(self) -> None:
+        if not self._store.in_scope:
+            raise NestedUnit("a savepoint outside a unit of work")
+        self._before = copy.deepcopy(self._store.tables)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> Literal[False]:
+        if kind is not None and self._before is not None:
+            _restore(self._store.tables, self._before)
+        return False
+
 
 class MemoryStore:
     """A :class:`~licensing_service.service.ports.Store` held in memory.

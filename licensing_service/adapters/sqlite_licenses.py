@@ -113,6 +113,8 @@ class SqliteLicenses:
             ),
         )
         assert cursor.lastrowid is not None
+        # A rollback must drop the row if a later read of the same unit cached it.
+        self._touched.add(cursor.lastrowid)
         return cursor.lastrowid
 
     def record_validation(self, customer_id: int, now: datetime) -> None:

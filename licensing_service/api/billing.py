@@ -10,14 +10,14 @@ from licensing_service.contract import stripe as stripe_contract
 from licensing_service.contract.models import CheckoutRequest, PortalRequest
 from licensing_service.service.checkout import CheckoutService
 from licensing_service.service.errors import LicensingError
-from licensing_service.service.webhooks import WebhookService
+from licensing_service.service.webhook_batch import WebhookBatcher
 
 _SIGNATURE = stripe_contract.SIGNATURE_HEADER.lower().encode()
 
 
 class BillingHandlers:
     def __init__(
-        self, handlers: Handlers, webhooks: WebhookService, checkout: CheckoutService
+        self, handlers: Handlers, webhooks: WebhookBatcher, checkout: CheckoutService
     ) -> None:
         self.handlers = handlers
         self.webhooks = webhooks
@@ -48,11 +48,12 @@ class BillingHandlers:
             return r.unified_error(exc, call.request_id, call.now, paths.CREATE_PORTAL_SESSION)
         return r.portal_link(link.url)
 
-    def webhook(self, request: Incoming) -> Outgoing:
+    async def webhook(self, request: Incoming) -> Outgoing:
         call = self.handlers.call(request)
         try:
-            # The raw bytes, exactly as received: the signature covers them.
-            result = self.webhooks.receive(call, request.body, request.header(_SIGNATURE))
+            # The raw bytes, exactly as received: the signature covers them. Answered
+            # once the delivery's batch has committed (service/webhook_batch.py).
+            result = await self.webhooks.receive(call, request.body, request.header(_SIGNATURE))
         except LicensingError as exc:
             return r.unified_error(exc, call.request_id, call.now, paths.WEBHOOK)
         return r.webhook(result)

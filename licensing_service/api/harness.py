@@ -137,7 +137,7 @@ class HarnessHandlers:
             out.body = orjson.dumps(body)
             return out
 
-        def webhook_or_reject(request: Incoming) -> Outgoing:
+        async def webhook_or_reject(request: Incoming) -> Outgoing:
             if faults.reject_webhooks:
                 # Before the body is parsed or its signature checked: nothing is applied.
                 exc = WebhookRejected(
@@ -145,8 +145,8 @@ class HarnessHandlers:
                 )
                 return r.unified_error(exc, new_request_id(), clock.now(), paths.WEBHOOK)
             out = webhook(request)
-            assert isinstance(out, Outgoing), "/webhook is synchronous"
-            return out
+            # Answered once its batch has committed (service/webhook_batch.py).
+            return out if isinstance(out, Outgoing) else await out
 
         routes[paths.HEALTH]["GET"] = health_with_faults
         routes[paths.WEBHOOK]["POST"] = webhook_or_reject

@@ -252,6 +252,14 @@ class UnitOfWork(Protocol):
         """Reach the database itself (a cached read proves nothing)."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested scope inside a transaction: on an error its writes alone are
+        undone (the error is raised on, as StorageUnavailable or
+        ConstraintViolation for what the database refused) and the transaction
+        goes on; on normal exit its writes join the transaction's. Lets one
+        commit carry many independent changes (the webhook group commit)."""
+        ...
+
 
 class Store(Protocol):
     """Where units of work come from: one implementation per database."""

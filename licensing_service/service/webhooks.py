@@ -1,11 +1,16 @@
 """Stripe webhooks: verified, applied exactly once, whatever the delivery order.
 
-One ``BEGIN IMMEDIATE`` transaction per delivery holds the event's claim
-(inserted first, so the UNIQUE constraint decides who processes it), the
-merged billing state, the license change, its audit and its emails. So:
+One ``BEGIN IMMEDIATE`` transaction per batch of deliveries
+(:mod:`licensing_service.service.webhook_batch`), one savepoint per event
+inside it, holding the event's claim (inserted first, so the UNIQUE
+constraint decides who processes it), the merged billing state, the license
+change, its audit and its emails. So:
 
-* a crash or a handler error rolls all of it back; the event is then
-  recorded as failed and answered 5xx, and Stripe's retry processes it;
+* a crash rolls the whole batch back, unanswered; a handler error rolls back
+  that event's savepoint alone; the event is then recorded as failed and
+  answered 5xx, and Stripe's retry processes it;
+* every answer waits for its batch's COMMIT, so a 2xx means durable;
+* a duplicate within one batch sees the first copy's claim completed;
 * concurrent duplicates serialise on the write lock (across worker
   processes too); the later ones find the claim completed and answer 200
   ``{"idempotent": true}`` with no effects;
@@ -38,6 +43,8 @@ from licensing_service.domain.webhook_claims import DEFAULT_LEASE, Claim, decide
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import (
     LicensingError,
+    StorageUnavailable,
+    Unavailable,
     WebhookHandlerFailed,
     WebhookInProgress,
     WebhookNotConfigured,
@@ -72,6 +79,14 @@ class WebhookResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _Committed:
+    """An event's outcome inside the batch, answered once the batch commits."""
+
+    result: WebhookResult
+    customer: CustomerRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Applied:
     outcome: str
     customer: CustomerRecord | None
@@ -95,38 +110,68 @@ class WebhookService:
         self.fail_hook = fail_hook
 
     def receive(self, call: Call, body: bytes, signature: str | None) -> WebhookResult:
-        header = self._verified_header(call, body, signature)
+        """One delivery in a transaction of its own (the batcher's batch of one)."""
+        header = self.verified_header(call, body, signature)
+        (outcome,) = self.receive_batch([(call, header)])
+        if isinstance(outcome, LicensingError):
+            raise outcome
+        return outcome
+
+    def receive_batch(
+        self, deliveries: Sequence[tuple[Call, EventHeader]]
+    ) -> list[WebhookResult | LicensingError]:
+        """Verified deliveries in one transaction, each in a savepoint of its
+        own: an event that fails is undone alone (and recorded as failed, so
+        Stripe's retry processes it) while the others commit. The outcomes are
+        returned only after the COMMIT; if the transaction cannot begin or
+        commit, every delivery gets the same ``Unavailable`` (retryable 503)."""
+        results: list[_Committed | LicensingError] = []
         try:
-            with self.licensing.transaction(call.now) as uow:
+            with self.licensing.transaction(deliveries[-1][0].now) as uow:
+                for call, header in deliveries:
+                    results.append(self._one(uow, call, header))
+        except LicensingError as exc:  # the database is unavailable: nothing committed
+            return [exc] * len(deliveries)
+        for result in results:
+            if isinstance(result, _Committed) and result.customer is not None:
+                # The degraded-mode snapshot follows the committed state at once (no grace).
+                self.licensing.snapshot.put(result.customer)
+        return [r.result if isinstance(r, _Committed) else r for r in results]
+
+    def _one(self, uow: UnitOfWork, call: Call, header: EventHeader) -> _Committed | LicensingError:
+        try:
+            with uow.savepoint():
                 claim = self._claim(uow, header, call.now)
                 if claim is Claim.DUPLICATE:
-                    return WebhookResult(header.id, header.type, "duplicate")
+                    return _Committed(WebhookResult(header.id, header.type, "duplicate"), None)
                 applied = self._apply(uow, call, header)
                 # After the effects, so an injected failure proves they roll back.
                 if self.fail_hook is not None:
                     self.fail_hook(header.id)
                 customer_id = applied.customer.id if applied.customer else None
                 uow.billing.finish_event(header.id, applied.outcome, customer_id, call.now)
-        except LicensingError:
-            raise  # in progress, or the database is unavailable: nothing to record
+        except WebhookInProgress as exc:
+            return exc
+        except (StorageUnavailable, Unavailable):
+            raise  # the database itself failed: the whole batch is refused
         except PayloadInvalid as exc:
-            self._record_failure(header, f"invalid payload: {exc}", call.now)
-            raise WebhookPayloadInvalid(exc.field, exc.message) from None
+            self._record_failure(uow, header, f"invalid payload: {exc}", call.now)
+            return WebhookPayloadInvalid(exc.field, exc.message)
         except Exception as exc:
             # Never the message: it may quote the payload.
-            self._record_failure(header, f"handler failed: {type(exc).__name__}", call.now)
+            self._record_failure(uow, header, f"handler failed: {type(exc).__name__}", call.now)
             level = logging.INFO if isinstance(exc, InjectedFailure) else logging.ERROR
             log.log(level, "webhook %s (%s) failed: %s", header.id, header.type, type(exc).__name__)
-            raise WebhookHandlerFailed("Webhook handler failed; Stripe will retry") from exc
-        if applied.customer is not None:
-            # The degraded-mode snapshot follows the committed state at once (no grace).
-            self.licensing.snapshot.put(applied.customer)
-        customer_id = applied.customer.id if applied.customer else None
-        return WebhookResult(header.id, header.type, applied.outcome, customer_id)
+            failed = WebhookHandlerFailed("Webhook handler failed; Stripe will retry")
+            failed.__cause__ = exc
+            return failed
+        result = WebhookResult(header.id, header.type, applied.outcome, customer_id)
+        return _Committed(result, applied.customer)
 
     # --------------------------------------------------------------- steps
 
-    def _verified_header(self, call: Call, body: bytes, signature: str | None) -> EventHeader:
+    def verified_header(self, call: Call, body: bytes, signature: str | None) -> EventHeader:
+        """The event's header, once its signature and shape are checked (no database)."""
         if not self.secrets:
             raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not configured")
         now = int(call.now.timestamp())
@@ -254,10 +299,14 @@ class WebhookService:
         )
         uow.outbox.enqueue(email, call.now)
 
-    def _record_failure(self, header: EventHeader, error: str, now: datetime) -> None:
+    @staticmethod
+    def _record_failure(uow: UnitOfWork, header: EventHeader, error: str, now: datetime) -> None:
+        """In the batch's transaction, after the event's savepoint rolled back."""
         try:
-            with self.licensing.transaction(now) as uow:
+            with uow.savepoint():
                 uow.billing.fail_event(header.id, header.type, error, now)
+        except (StorageUnavailable, Unavailable):
+            raise
         except Exception as exc:  # the answer is 5xx either way; Stripe retries
             log.warning("could not record failure of %s: %s", header.id, type(exc).__name__)
 

@@ -342,6 +342,45 @@ def test_a_failed_event_is_recorded_and_its_retry_counted(backend: Backend) -> N
     )
 
 
+def _undone(uow: UnitOfWork) -> None:
+    with uow.savepoint():
+        uow.billing.claim_event("evt_undone", "invoice.paid", T0, T0, T0 + LEASE, retry=False)
+        uow.licenses.insert(customer("undone@x.test"), T0)
+        # Read (and cached) inside: the rollback must not leave it in the cache.
+        assert uow.licenses.by_email("undone@x.test") is not None
+        raise Boom
+
+
+def test_a_failed_savepoint_undoes_its_own_writes_and_the_unit_goes_on(backend: Backend) -> None:
+    with backend.store.transaction() as uow:
+        with uow.savepoint():
+            uow.billing.claim_event("evt_kept", "invoice.paid", T0, T0, T0 + LEASE, retry=False)
+        with pytest.raises(Boom):
+            _undone(uow)
+        assert uow.billing.webhook_event("evt_undone") is None
+        with uow.savepoint():
+            uow.licenses.insert(customer("after@x.test"), T0)
+    with backend.store.autocommit() as uow:
+        assert uow.billing.webhook_event("evt_kept") is not None
+        assert uow.billing.webhook_event("evt_undone") is None
+        assert uow.licenses.by_email("undone@x.test") is None
+        assert uow.licenses.by_email("after@x.test") is not None
+
+
+def test_a_refused_write_in_a_savepoint_is_raised_and_the_unit_still_commits(
+    backend: Backend,
+) -> None:
+    with backend.store.transaction() as uow:
+        uow.billing.claim_event("evt_1", "invoice.paid", T0, T0, T0 + LEASE, retry=False)
+        again = uow.savepoint()
+        with pytest.raises(ConstraintViolation), again:
+            uow.billing.claim_event("evt_1", "invoice.paid", T0, T0, T0 + LEASE, retry=False)
+    with backend.store.autocommit() as uow:
+        row = uow.billing.webhook_event("evt_1")
+    assert row is not None
+    assert row.status == "processing"
+
+
 def test_billing_state_reads_back_as_saved(backend: Backend) -> None:
     state = BillingState(
         status=SubscriptionStatus.INACTIVE,

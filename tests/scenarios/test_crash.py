@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Short ticks of many deliveries: each kill finds several in flight.
 CONFIG = StormConfig(events=400, storm_seconds=60, tick_seconds=2, outage_seconds=0)
 ACK_EARLY = [sys.executable, "-m", "tests.scenarios.ack_early_service"]
+BATCH_ACK_EARLY = [sys.executable, "-m", "tests.scenarios.ack_early_batch_service"]
 
 
 def test_the_reference_service_survives_kill_9_with_nothing_lost_or_doubled(tmp_path: Path):
@@ -49,6 +50,21 @@ def test_a_service_that_acknowledges_before_it_commits_loses_events_at_a_kill(tm
         control = run_storm(service.url, service.secrets, calm, db=service.db)
     assert control.passed, control.examples
     with ServiceProcess(tmp_path / "crash.db", tmp_path / "crash.log", argv=ACK_EARLY) as service:
+        result = run_crash_restart(service, CONFIG, kills=3)
+    assert not result.passed
+    assert result.lost > 0
+    assert any("acknowledged 2xx but not completed" in line for line in result.examples)
+
+
+def test_a_group_commit_that_answers_before_its_commit_loses_events_at_a_kill(tmp_path: Path):
+    # The reference service's batcher with one change: each batch is answered
+    # 200, then committed 0.5 s later. Calm, it ends right; killed, it loses.
+    calm = StormConfig(events=100, storm_seconds=30, outage_seconds=0, settle_seconds=1.0)
+    argv = BATCH_ACK_EARLY
+    with ServiceProcess(tmp_path / "calm.db", tmp_path / "calm.log", argv=argv) as service:
+        control = run_storm(service.url, service.secrets, calm, db=service.db)
+    assert control.passed, control.examples
+    with ServiceProcess(tmp_path / "crash.db", tmp_path / "crash.log", argv=argv) as service:
         result = run_crash_restart(service, CONFIG, kills=3)
     assert not result.passed
     assert result.lost > 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from fixtures.stripe.retries import STRIPE_LIVE
+from licensing_service.domain.stripe_events import EventHeader
 from licensing_service.domain.webhook_claims import Claim, decide_claim
 from licensing_service.service import webhooks
-from licensing_service.service.errors import Unavailable
+from licensing_service.service.errors import LicensingError, Unavailable
 from licensing_service.service.licensing import Call
 from licensing_service.service.webhooks import WebhookResult, WebhookService
 from scenarios.storm import Sent, StormConfig, StormError, StormProgress, run_storm
@@ -122,18 +123,21 @@ def test_fails_a_service_that_applies_a_duplicate_twice(
 def test_fails_a_service_that_answers_200_in_the_outage_and_drops_the_event(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ):
-    original = WebhookService.receive
+    original = WebhookService.receive_batch
 
     def swallowing(
-        self: WebhookService, call: Call, body: bytes, signature: str | None
-    ) -> WebhookResult:
-        try:
-            return original(self, call, body, signature)
-        except Unavailable:  # POSPal's way: the error swallowed, the event "completed"
-            header = self._verified_header(call, body, signature)
-            return WebhookResult(header.id, header.type, "applied")
+        self: WebhookService, deliveries: Sequence[tuple[Call, EventHeader]]
+    ) -> list[WebhookResult | LicensingError]:
+        outcomes = original(self, deliveries)
+        # POSPal's way: the error swallowed, the event "completed".
+        return [
+            WebhookResult(header.id, header.type, "applied")
+            if isinstance(outcome, Unavailable)
+            else outcome
+            for (_, header), outcome in zip(deliveries, outcomes, strict=True)
+        ]
 
-    monkeypatch.setattr(WebhookService, "receive", swallowing)
+    monkeypatch.setattr(WebhookService, "receive_batch", swallowing)
     result = storm(make_server(), DB_OUTAGE)
     assert not result.passed
     assert result.lost > 0 and result.state_mismatches > 0

@@ -42,6 +42,15 @@ def test_unlock_token_shape_and_uniqueness() -> None:
     assert not set("IO01") & set(bodies)
 
 
+def test_each_random_byte_picks_a_letter_by_its_low_five_bits() -> None:
+    assert new_unlock_token(lambda n: bytes(range(n))) == "POSPAL-ABCD-EFGH-JKLM-NPQR"
+    # The high bits are ignored, so each of the 32 letters is equally likely.
+    assert new_unlock_token(lambda n: bytes(range(32 * 7, 32 * 7 + n))) == (
+        "POSPAL-ABCD-EFGH-JKLM-NPQR"
+    )
+    assert new_unlock_token(lambda n: bytes([31] * n)).endswith("-9999")
+
+
 def test_token_comparison_and_fingerprint_hash() -> None:
     assert tokens_match("POSPAL-AAAA", "POSPAL-AAAA")
     assert not tokens_match("POSPAL-AAAA", "POSPAL-AAAB")
