@@ -142,3 +142,22 @@ def test_a_lost_connection_is_never_a_500(pg_server: LiveServer, pg_url: str) ->
         assert first.status_code == 503, first.text  # refused as unavailable, not crashed
         again = http.post(routes.VALIDATE_UNIFIED, json=start)
         assert again.status_code == 200, again.text  # reconnected
+
+
+def test_seed_writes_into_postgresql(pg_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    out = tmp_path / "creds.jsonl"
+    seed = ["seed", "--db", pg_url, "--customers", "3", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "licensing_service", *seed],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(b"SELECT count(*) FROM customers").fetchone()
+    assert row is not None and row[0] == 3
+    assert len(out.read_text().splitlines()) == 3
