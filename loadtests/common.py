@@ -6,6 +6,8 @@ a person running ``locust -f loadtests/<file>.py`` can too):
 
 - ``LH_LOAD_CREDENTIALS`` (required): licenses to drive, JSON lines from ``provision``;
 - ``LH_LOAD_RESULTS``: where the master writes the exact-percentile summary (JSON);
+- ``LH_LOAD_HDR``: where the master writes the merged histograms themselves (encoded);
+- ``LH_LOAD_STATUS``: where a master writes its roll of workers (``workers.Roll``);
 - ``LH_LOAD_CACHE_SCALE`` (0.00005): seconds waited per second of cache hint
   (3600 s → 0.18 s);
 - ``LH_LOAD_HEARTBEAT_SECONDS`` (0.5): a session device's heartbeat interval
@@ -18,6 +20,10 @@ a person running ``locust -f loadtests/<file>.py`` can too):
 - ``LH_GATE_CONFIG``: a gate.toml, which enables abort-early on the master;
 - ``LH_LOAD_WARMUP`` (0): seconds at the start whose successful requests are left
   out of the latency and throughput figures (they stay on the timeline).
+
+A Locust worker of a distributed run needs none of these set: its master sends it its
+share of the licenses and of the stream, the secrets and the settings at test start
+(``harness/workers.py``), and it points these variables at its own copies.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
-from loadtests.harness import hdr
+from loadtests.harness import hdr, workers
 
 # Request names and their tags: thresholds select by either.
 TAGS: dict[str, tuple[str, ...]] = {
@@ -142,7 +148,10 @@ def _install_measurement(environment: Environment, **_: Any) -> None:
         results_path=os.environ.get("LH_LOAD_RESULTS"),
         tags=TAGS,
         warmup_s=env_float("LH_LOAD_WARMUP", 0.0),
+        histograms_path=os.environ.get("LH_LOAD_HDR"),
     )
+    # A master shares the inputs out, a worker takes its share: see workers.
+    workers.install(environment)
     config = os.environ.get("LH_GATE_CONFIG")
     if config:
         from loadtests.harness.abort import watch

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -146,6 +146,12 @@ class RehearsalLoad:
         self._thread: threading.Thread | None = None
         self._pools = split_pools(plan.licenses, plan.users)
         self._sign_offset = 0.0  # the target's unix time minus ours, for webhooks
+        # While the target's clock moves, no webhook is signed or in flight: one
+        # signed on the old time and answered on the new is refused (400, the
+        # signature's timestamp out of tolerance) through no fault of the target.
+        self._signing = threading.Condition()
+        self._signing_held = False
+        self._webhooks_in_flight = 0
 
     # ------------------------------------------------------------------ control
 
@@ -160,6 +166,21 @@ class RehearsalLoad:
     def set_sign_offset(self, offset: float) -> None:
         """The target's clock moved: sign webhooks on its new time."""
         self._sign_offset = offset
+
+    @contextlib.contextmanager
+    def webhooks_held(self) -> Iterator[None]:
+        """Hold new webhooks and wait (at most one request timeout) for those in
+        flight; move the target's clock and call :meth:`set_sign_offset` inside."""
+        with self._signing:
+            self._signing_held = True
+            self._signing.wait_for(
+                lambda: self._webhooks_in_flight == 0, timeout=self.plan.timeout_s + 1
+            )
+        try:
+            yield
+        finally:
+            with self._signing:
+                self._signing_held = False
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
@@ -263,7 +284,7 @@ class RehearsalLoad:
         planned = plan_licenses(1, seed=rng.randrange(1 << 40), prefix="rehearse-signup")[0]
         now = int(time.time() + self._sign_offset)
         lic = LoadLicense(planned.email, "", planned.fingerprint, "active")
-        await self._send_event(client, "signup", lic, checkout_event(planned, now), now)
+        await self._send_event(client, "signup", lic, checkout_event(planned, now))
 
     async def _send_webhook(self, client: httpx.AsyncClient, lic: LoadLicense) -> None:
         # A ping-like event every service must acknowledge and none acts on: the
@@ -275,7 +296,7 @@ class RehearsalLoad:
             created=now,
             data_object={"id": lic.stripe_customer_id or "cus_unknown", "object": "customer"},
         )
-        await self._send_event(client, "webhook", lic, event, now)
+        await self._send_event(client, "webhook", lic, event)
 
     async def _send_event(
         self,
@@ -283,12 +304,25 @@ class RehearsalLoad:
         op: str,
         lic: LoadLicense,
         event: dict[str, Any],
-        now: int,
     ) -> None:
-        raw = json.dumps(event, separators=(",", ":")).encode()
-        header = contract.signature_header(raw, list(self.plan.webhook_secrets), now)
-        headers = {"content-type": "application/json", contract.SIGNATURE_HEADER: header}
-        await self._send(client, op, lic, routes.WEBHOOK, None, "", raw, headers)
+        while True:
+            with self._signing:
+                if not self._signing_held:
+                    self._webhooks_in_flight += 1
+                    break
+            await asyncio.sleep(0.005)  # the clock is moving: a few ms at most
+        try:
+            # Signed now, on the offset of this moment (the event's own `created`
+            # may be older: the clock moved while it waited).
+            now = int(time.time() + self._sign_offset)
+            raw = json.dumps(event, separators=(",", ":")).encode()
+            header = contract.signature_header(raw, list(self.plan.webhook_secrets), now)
+            headers = {"content-type": "application/json", contract.SIGNATURE_HEADER: header}
+            await self._send(client, op, lic, routes.WEBHOOK, None, "", raw, headers)
+        finally:
+            with self._signing:
+                self._webhooks_in_flight -= 1
+                self._signing.notify_all()
 
     async def _send(
         self,

@@ -347,11 +347,13 @@ class _Run:
         self.load.stop()
 
     def advance_clock(self, seconds: float) -> None:
-        response = self.client.post(routes.HARNESS_CLOCK, json={"advance_seconds": seconds})
-        if response.status_code != 200:
-            raise StepFailed(f"POST {routes.HARNESS_CLOCK} answered {response.status_code}")
-        self.moves.append(ClockMove(self.clock(), seconds))
-        self.load.set_sign_offset(self._sign_offset(response.json()))
+        # Webhooks wait while the clock moves (see RehearsalLoad.webhooks_held).
+        with self.load.webhooks_held():
+            response = self.client.post(routes.HARNESS_CLOCK, json={"advance_seconds": seconds})
+            if response.status_code != 200:
+                raise StepFailed(f"POST {routes.HARNESS_CLOCK} answered {response.status_code}")
+            self.moves.append(ClockMove(self.clock(), seconds))
+            self.load.set_sign_offset(self._sign_offset(response.json()))
 
     def wait(self, seconds: float, until: str | None) -> bool:
         end = time.monotonic() + seconds

@@ -24,12 +24,13 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -40,15 +41,22 @@ from fixtures.stripe.recording import write_stream
 from loadtests.harness import report
 from loadtests.harness.charts import limits_from, write_charts
 from loadtests.harness.checks.runner import run_checks
+from loadtests.harness.cluster import Cluster, Distribution, start_cluster
 from loadtests.harness.errors import ConfigError, GateError
 from loadtests.harness.gate_config import GateConfig, load_config, parse_duration, with_load
-from loadtests.harness.locust_process import locust_env, start_locust, wait
+from loadtests.harness.locust_process import (
+    locust_command,
+    locust_env,
+    locustfile_of,
+    start_locust,
+    wait,
+)
 from loadtests.harness.model import CheckResult, LoadSummary, Outcome
-from loadtests.harness.processes import pin_self
+from loadtests.harness.processes import pin_self, stop_group
 from loadtests.harness.provision import provision, write_credentials
 from loadtests.harness.service_process import service
 from loadtests.harness.steal import cpu_times, steal_pct
-from loadtests.harness.verdicts import evaluate, exit_code
+from loadtests.harness.verdicts import evaluate, exit_code, judge_workers
 
 HARNESS_ERROR = 2
 
@@ -63,6 +71,7 @@ class GateOptions:
     credentials: Path | None = None  # --target without a webhook secret
     webhook_secrets: tuple[str, ...] = ()
     pin: bool = True
+    distribution: Distribution = field(default_factory=Distribution)  # --workers, --master
     out: TextIO = field(default=sys.stdout)
 
 
@@ -82,6 +91,14 @@ def main(options: GateOptions) -> int:
 
 
 def _overridden(config: GateConfig, options: GateOptions) -> GateConfig:
+    spread = options.distribution
+    for option, problem in spread.problems():
+        raise ConfigError(option, problem)
+    if spread.distributed and config.load.processes != 1:
+        raise ConfigError("--workers", "is Locust's --processes done our way: not both")
+    if spread.distributed and config.load.customers < spread.expected:
+        need = f"needs a license per worker: load.customers is {config.load.customers}"
+        raise ConfigError("--workers", need)
     changes: dict[str, int] = {}
     if options.duration is not None:
         changes["duration_s"] = parse_duration(options.duration, "--duration")
@@ -116,11 +133,13 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                 checks.extend(run_checks(base_url, secrets, config.checks, progress=_note))
 
             checker = threading.Thread(target=check_after_warmup, daemon=True)
-            steal_before = cpu_times()
-            locust = start_locust(config, base_url, env, report_dir, pin=options.pin)
-            pin_self(options.pin)
-            checker.start()
-            wait(locust, checker, config, options.out)
+            with _load(config, base_url, env, report_dir, options) as (locust, workers):
+                # From the load's start: a master first waits for its workers.
+                steal_before = cpu_times()
+                pin_self(options.pin)
+                checker.start()
+                wait(locust, checker, config, options.out, workers.note if workers else None)
+                roll = workers.finish() if workers is not None else None
             steal = steal_pct(steal_before, cpu_times())
             summary = _read_summary(report_dir / "results.json")
             meta = {
@@ -130,10 +149,13 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                 "seconds": round(time.monotonic() - started, 1),
                 "locust_exit": locust.returncode,
                 "cpu_steal_pct": steal,
+                "workers": asdict(roll) if roll is not None else None,
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     verdicts = evaluate(config, summary, checks, steal_pct=steal)
+    if options.distribution.distributed:
+        verdicts.append(judge_workers(options.distribution.expected, roll))
     code = exit_code(verdicts)
     report.print_table(verdicts, options.out, summary)
     report.write_json(
@@ -155,6 +177,33 @@ def _run(config: GateConfig, options: GateOptions) -> int:
         file=options.out,
     )
     return code
+
+
+@contextlib.contextmanager
+def _load(
+    config: GateConfig, base: str, env: dict[str, str], report_dir: Path, options: GateOptions
+) -> Iterator[tuple[subprocess.Popen[bytes], Cluster | None]]:
+    """One Locust process, or a master and its workers once they have all connected;
+    whatever still runs is stopped on the way out."""
+    spread = options.distribution
+    if not spread.distributed:
+        locust = start_locust(config, base, env, report_dir, pin=options.pin)
+        try:
+            yield locust, None
+        finally:
+            stop_group(locust)
+        return
+    base_cmd = locust_command(config, base, report_dir)
+    with start_cluster(
+        lambda extra: [*base_cmd, *extra],
+        locustfile_of(config),
+        env,
+        report_dir,
+        spread,
+        pin=options.pin,
+    ) as running:
+        running.wait_connected(options.out)
+        yield running.master, running
 
 
 # ------------------------------------------------------------------ inputs

@@ -75,6 +75,7 @@ def install(
     tags: Mapping[str, tuple[str, ...]],
     clock: Callable[[], float] = wall_clock,
     warmup_s: float = 0.0,
+    histograms_path: str | None = None,
 ) -> EndpointHistograms:
     """Record every request of ``environment`` exactly; call from an ``init`` listener.
 
@@ -82,6 +83,8 @@ def install(
     master; the master (or a local runner) writes ``results_path`` at exit, on Locust's
     ``quit`` event, which fires after the runner has quit and so after the workers' final
     reports were merged (``quitting`` can fire before that, on Ctrl-C or SIGTERM).
+    ``histograms_path``, if given, receives the merged histograms themselves, encoded
+    (``EndpointHistograms.encode``), for checking or re-merging them later.
     """
     from locust.runners import MasterRunner, WorkerRunner
 
@@ -135,8 +138,12 @@ def install(
             histograms.merge_encoded(payload)
 
     def on_quit(**_kw: Any) -> None:
-        if not isinstance(runner, WorkerRunner) and results_path is not None:
+        if isinstance(runner, WorkerRunner):
+            return
+        if results_path is not None:
             write_summary(plugin.summary(), results_path)
+        if histograms_path is not None:
+            _write_whole(Path(histograms_path), json.dumps(histograms.encode()))
 
     events = environment.events
     _listen(events.request, on_request)
@@ -179,9 +186,13 @@ def corrected(environment: Environment, name: str, ms: float) -> None:
 
 def write_summary(summary: LoadSummary, path: str) -> None:
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole then renamed, so a reader never sees half a file.
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    partial.replace(target)
+    _write_whole(target, json.dumps(summary.to_dict(), indent=2) + "\n")
     log.info("HDR summary written to %s", target)
+
+
+def _write_whole(target: Path, text: str) -> None:
+    # Written whole then renamed, so a reader never sees half a file.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)

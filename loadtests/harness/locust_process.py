@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -44,6 +44,7 @@ def locust_env(
         **os.environ,
         "LH_LOAD_CREDENTIALS": str(creds),
         "LH_LOAD_RESULTS": str(report_dir / "results.json"),
+        "LH_LOAD_HDR": str(report_dir / "histograms.json"),
         "LH_LOAD_USERS": str(config.load.users),
         "LH_LOAD_SECONDS": str(config.load.duration_s),
         "LH_LOAD_WARMUP": str(config.load.warmup_s),
@@ -56,21 +57,24 @@ def locust_env(
         env["LH_LOAD_STREAM"] = str(stream)
         env["LH_WEBHOOK_SECRET"] = ",".join(secrets)
     (report_dir / "results.json").unlink(missing_ok=True)
+    (report_dir / "histograms.json").unlink(missing_ok=True)
     return env
 
 
-def start_locust(
-    config: GateConfig, base: str, env: dict[str, str], report_dir: Path, *, pin: bool
-) -> subprocess.Popen[bytes]:
-    """Locust, headless, on the second core, its log and HTML report in ``report_dir``."""
+def locustfile_of(config: GateConfig) -> Path:
+    return Path(loadtests.__file__).parent / WORKLOADS[config.load.workload]
+
+
+def locust_command(config: GateConfig, base: str, report_dir: Path) -> list[str]:
+    """Locust, headless, its HTML report in ``report_dir``: one process, or (with
+    ``--master`` options added) the master of a distributed run."""
     load = config.load
-    locustfile = Path(loadtests.__file__).parent / WORKLOADS[load.workload]
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        str(locustfile),
+        str(locustfile_of(config)),
         "--headless",
         "--host",
         base,
@@ -90,6 +94,14 @@ def start_locust(
         "--loglevel",
         "WARNING",
     ]
+
+
+def start_locust(
+    config: GateConfig, base: str, env: dict[str, str], report_dir: Path, *, pin: bool
+) -> subprocess.Popen[bytes]:
+    """Locust, headless, on the second core, its log and HTML report in ``report_dir``."""
+    load = config.load
+    cmd = locust_command(config, base, report_dir)
     if load.processes != 1:
         # A port of our own: with the default one, two runs on a machine mix their workers.
         port = str(free_port())
@@ -117,9 +129,14 @@ def start_locust(
 
 
 def wait(
-    locust: subprocess.Popen[bytes], checker: threading.Thread, config: GateConfig, out: TextIO
+    locust: subprocess.Popen[bytes],
+    checker: threading.Thread,
+    config: GateConfig,
+    out: TextIO,
+    workers: Callable[[], str] | None = None,
 ) -> None:
-    """Progress while the load runs; bounded even if Locust hangs."""
+    """Progress while the load runs (with ``workers``' note on a master: who is
+    connected); bounded even if Locust hangs."""
     duration = config.load.duration_s
     started = time.monotonic()
     with Progress("gate", duration, unit="s", stream=out) as progress:
@@ -129,6 +146,8 @@ def wait(
                 stop_group(locust)
                 raise GateError("the load did not finish within its duration + 90 s")
             note = _state(locust.poll() is None, checker.is_alive())
+            if workers is not None:
+                note = f"{workers()}, {note}"
             progress.update(min(elapsed, duration), note)
             time.sleep(0.5)
         progress.update(duration, _state(False, False))

@@ -134,3 +134,19 @@ class Verdict:
     expected: str
     observed: str
     detail: str = ""
+
+
+@dataclass(slots=True)
+class WorkerRoll:
+    """A distributed run's workers, as the Locust master saw them (``workers.json``)."""
+
+    state: str = "ready"  # the master's runner state: ready, spawning, running, stopped...
+    connected: int = 0  # ready, spawning or running now
+    expected: int = 0  # --expect-workers
+    at_start: int = 0  # connected when the test started (each got a share)
+    lost: int = 0  # how far below at_start the connected count fell during the run
+    late: int = 0  # connected during the run: given users by Locust, but no share
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerRoll:
+        return cls(**{k: data[k] for k in cls.__slots__ if k in data})

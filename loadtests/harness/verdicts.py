@@ -42,6 +42,7 @@ from loadtests.harness.model import (
     LoadSummary,
     Outcome,
     Verdict,
+    WorkerRoll,
 )
 
 EXIT_PASS = 0
@@ -80,6 +81,27 @@ def evaluate(
         ]
     verdicts += _judge_checks(config.checks, checks)
     return verdicts
+
+
+def judge_workers(expected: int, roll: WorkerRoll | None) -> Verdict:
+    """A distributed run's workers: all there from the start to the end, none lost (its
+    unsent requests would be missing from the merge) and none late (it got users but no
+    share of the licenses), or the merged figures are not the run's: inconclusive."""
+    want = f"{expected} all run"
+    if roll is None:
+        return Verdict("load", "workers", Outcome.ERROR, want, "-", "no word from the master")
+    observed = f"{roll.at_start} at start, {roll.lost} lost, {roll.late} late"
+    problems = []
+    if roll.at_start < expected:
+        problems.append(f"the load started with {roll.at_start} of {expected} workers")
+    if roll.lost:
+        problems.append(f"{roll.lost} lost during the run: its last requests are not counted")
+    if roll.late:
+        problems.append(f"{roll.late} joined during the run without a share of the licenses")
+    if problems:
+        detail = "inconclusive: " + "; ".join(problems)
+        return Verdict("load", "workers", Outcome.ERROR, want, observed, detail)
+    return Verdict("load", "workers", Outcome.PASS, want, observed)
 
 
 def _under_steal(v: Verdict, t: Threshold, steal_pct: float, config: GateConfig) -> Verdict:

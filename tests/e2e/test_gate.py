@@ -20,7 +20,7 @@ from loadtests.harness.gate import GateOptions, main
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.live import LiveServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # max_steal = 100: these runs judge a service made slow on purpose (150 ms a
 # request), so machine steal must not turn the expected FAIL into inconclusive;

@@ -17,7 +17,7 @@ from licensing_service.adapters.sqltime import to_db
 from licensing_service.contract import routes
 from tests.e2e.conftest import Served, run_cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LICENSES = 4
 DEVICES_PER_LICENSE = 6

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Served, run_cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SECRET = "whsec_e2e_cli"
 

@@ -21,7 +21,7 @@ from licensing_service.adapters.sqltime import to_db
 from licensing_service.contract import routes
 from tests.e2e.conftest import Served
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SECRET = "whsec_e2e_oracle"
 

@@ -24,6 +24,9 @@ from scenarios.hostile_service import Service
 
 EXAMPLES = int(os.environ.get("LH_FUZZ_EXAMPLES", "4"))
 
+# Hundreds of generated requests per operation: the slow set (scripts/test --all).
+pytestmark = pytest.mark.slow
+
 
 def test_the_service_answers_every_generated_request_as_its_spec_says(service: Service) -> None:
     run = run_schemathesis(service.url, examples=EXAMPLES)

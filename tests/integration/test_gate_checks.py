@@ -50,6 +50,7 @@ def outcomes(results: list[CheckResult]) -> dict[str, tuple[Outcome, str]]:
 # ------------------------------------------------------------- the service
 
 
+@pytest.mark.slow
 def test_every_check_passes_against_the_reference_service_twice(make_server: MakeServer):
     server = make_server()
     notes: list[str] = []
@@ -115,6 +116,7 @@ def today_until(seconds: int) -> Callable[[pytest.MonkeyPatch], None]:
     return patch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("check", "breakage", "expected"),
     [
@@ -190,6 +192,7 @@ def test_the_failure_detail_names_the_expected_and_the_seen_answer(
     assert "3600 s aggressive tier" in result.detail  # what the device held when suspended
 
 
+@pytest.mark.slow
 def test_the_email_part_is_left_out_with_a_reason_when_the_outbox_is_not_listed(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ):
@@ -201,6 +204,7 @@ def test_the_email_part_is_left_out_with_a_reason_when_the_outbox_is_not_listed(
     assert "emails not checked: the target has no /__harness__/emails" in result.detail
 
 
+@pytest.mark.slow
 def test_emails_past_the_end_of_a_full_outbox_listing_are_not_counted_missing(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ):

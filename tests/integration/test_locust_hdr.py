@@ -23,6 +23,9 @@ import pytest
 from loadtests.harness.model import LoadSummary
 from tests.live import free_port
 
+# Real Locust runs, local and distributed: the slow set (scripts/test --all).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 PACED_RATE = 20.0  # per paced user; two paced users
 

@@ -14,7 +14,7 @@ from loadtests.harness.service_process import ServiceProcess
 from scenarios.crash import run_crash_restart
 from scenarios.storm import StormConfig, StormError, run_storm
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Short ticks of many deliveries: each kill finds several in flight.
 CONFIG = StormConfig(events=400, storm_seconds=60, tick_seconds=2, outage_seconds=0)
 ACK_EARLY = [sys.executable, "-m", "tests.scenarios.ack_early_service"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
+import httpx
 import pytest
 
+from licensing_service.contract import routes
 from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad, split_pools
 from scenarios.target import licenses, probe
 from tests.scenarios.conftest import Reference
@@ -48,6 +51,47 @@ def test_every_answer_is_recorded_and_right(reference: Reference) -> None:
     n = len(answers)
     time.sleep(0.3)
     assert len(load.answers()) == n  # stopped means stopped
+
+
+def _jump_clock(load: RehearsalLoad, url: str, *, held: bool) -> None:
+    """Move the target's clock 2 h; a busy machine's 0.2 s between the move and
+    the new signing offset, as the runner does it."""
+
+    def move() -> None:
+        view = httpx.post(f"{url}{routes.HARNESS_CLOCK}", json={"advance_seconds": 7200}).json()
+        time.sleep(0.2)
+        now = datetime.fromisoformat(str(view["now"]).replace("Z", "+00:00"))
+        load.set_sign_offset(now.timestamp() - time.time())
+
+    if held:
+        with load.webhooks_held():
+            move()
+    else:
+        move()
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "not-held"])
+def test_no_webhook_signed_on_the_old_clock_lands_on_the_new(
+    reference: Reference, held: bool
+) -> None:
+    target = probe(reference.url, tuple(reference.secrets), managed=True)
+    lics = licenses(target, 3, 0, seed=7)
+    mix = {"webhook": 1}
+    load = RehearsalLoad(reference.url, plan(lics, reference.secrets, mix=mix), time.monotonic)
+    load.start()
+    time.sleep(0.3)
+    _jump_clock(load, reference.url, held=held)
+    time.sleep(0.3)
+    load.stop()
+    statuses = [a.status for a in load.answers()]
+    refused = statuses.count(400)
+    assert statuses.count(200) > 10
+    if held:
+        assert refused == 0
+    else:
+        # Without the hold, webhooks signed before the move are refused after it
+        # (their timestamps are 2 h old): the race the hold exists for.
+        assert refused > 0
 
 
 def test_the_load_stops_by_itself(reference: Reference) -> None:

@@ -27,7 +27,7 @@ from scenarios.runner import RunOptions, run_scenario
 from tests.scenarios.conftest import Reference
 
 CLI = [sys.executable, "-m", "licensing_harness", "rehearse"]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def rehearse(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

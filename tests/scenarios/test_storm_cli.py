@@ -10,7 +10,7 @@ import pytest
 
 from scenarios.storm_cli import main
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("kind", ["storm", "crash"])
