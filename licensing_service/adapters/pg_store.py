@@ -111,8 +111,7 @@ class PgStore:
         self._change_listener = listener
 
     def ping(self) -> None:
-        if self.faults.active:
-            self.faults.enter()
+        """Probe the database (health checks); the scope applies injected faults once."""
         with self.autocommit() as uow:
             uow.ping()
 
