@@ -9,6 +9,9 @@ from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 from tests.shapes import error_code, shaped
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 
 def validate(client: httpx.Client, c: Customer) -> httpx.Response:
     body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
@@ -143,9 +146,9 @@ def test_audit_entries_written_during_an_outage_survive_it(make_server) -> None:
     outcomes = server.run(
         lambda: [
             r[0]
-            for r in server.parts.store.connection().execute(
-                "SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,)
-            )
+            for r in server.sqlite()
+            .connection()
+            .execute("SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,))
         ]
     )
     assert outcomes == ["success"] + ["degraded"] * 5

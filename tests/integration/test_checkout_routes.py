@@ -16,6 +16,9 @@ from licensing_service.contract import routes
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_routes_0000"
 
@@ -46,7 +49,8 @@ def billing_server(
 def stripe_id_of(server: LiveServer, customer: Customer) -> Any:
     return server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute("SELECT stripe_customer_id FROM customers WHERE id = ?", (customer.id,))
             .fetchone()[0]
         )

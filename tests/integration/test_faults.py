@@ -23,6 +23,9 @@ from tests.live import LiveServer
 from tests.shapes import error_code, shaped
 from tests.stripe_story import five_event_story, license_row, post_event
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_faults_0000"
 
@@ -209,7 +212,8 @@ def test_webhook_reject_answers_503_before_anything_is_applied(
     assert license_row(server, story.email) is None
     seen = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute("SELECT COUNT(*) FROM webhook_events")
             .fetchone()[0]
         )
@@ -287,7 +291,7 @@ def test_without_the_test_clock_there_is_no_fault_anywhere(
         assert "faults" not in http.get(routes.HEALTH).json()
         assert "licensing_fault_active" not in http.get(routes.METRICS).text
     assert server.parts.faults is None
-    assert server.parts.store.faults.active is False
+    assert server.sqlite().faults.active is False
 
 
 # ------------------------------------------------------------------ Stripe

@@ -9,6 +9,9 @@ from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 from tests.shapes import error_code, shaped
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 
 def session(
     client: httpx.Client,
@@ -84,7 +87,8 @@ def test_stale_session_never_blocks_and_is_marked_expired(
     assert error_code(session(client, customer, "heartbeat", "a")) == "SESSION_EXPIRED"
     status = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT status FROM active_sessions WHERE session_id = ?", (f"c{customer.id}-a",)
             )
