@@ -8,6 +8,7 @@ executes a function on that thread) or over HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -41,6 +42,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, stopped as soon as it is told to.
+
+    uvicorn polls ``should_exit`` every 100 ms and then sleeps another 100 ms for
+    open connections before it shuts down: ~200 ms for every server a test starts,
+    a fifth of the quick suite's time. Here the main loop waits on an event (still
+    refreshing the Date header each second) and the shutdown polls the connections
+    every 5 ms. The same steps, in the same order, as ``Server.shutdown``.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_now: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self.exit_now = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10  # on_tick refreshes the default headers when counter % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exit_now.wait(), timeout=1.0)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 10)
+        # uvicorn signals no event when its last connection closes: polled.
+        while (  # noqa: ASYNC110
+            self.server_state.connections or self.server_state.tasks
+        ) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for task in self.server_state.tasks:
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+
 class LiveServer:
     def __init__(
         self,
@@ -68,7 +109,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **options)
-        self._server = uvicorn.Server(config)
+        self._server = _PromptServer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -116,4 +157,8 @@ class LiveServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        loop, event = self._loop, self._server.exit_now
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(event.set)
         self._thread.join(timeout=10)

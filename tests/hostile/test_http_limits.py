@@ -21,8 +21,8 @@ from licensing_service.config import Settings
 from licensing_service.contract import routes
 from tests.live import LiveServer
 
-HEAD_S = 0.4
-BODY_S = 0.4
+HEAD_S = 0.2
+BODY_S = 0.2
 MAX_HEAD = 4096
 LIMITS = {
     "header_timeout_seconds": HEAD_S,
