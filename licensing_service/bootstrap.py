@@ -17,9 +17,6 @@ from starlette.types import Receive, Scope, Send
 
 from licensing_service.adapters.clock import MovableClock, OffsetClock, SharedFileOffset
 from licensing_service.adapters.email import SinkTransport
-from licensing_service.adapters.sqlite_lock import SqliteWriteLock
-from licensing_service.adapters.sqlite_migrations import migrate
-from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.api import openapi
 from licensing_service.api import render as r
 from licensing_service.api.app import Handlers, new_request_id
@@ -33,12 +30,19 @@ from licensing_service.config import Settings
 from licensing_service.contract import routes as paths
 from licensing_service.contract.errors import ErrorCode
 from licensing_service.contract.spec import routes_for
+from licensing_service.db_target import DbTarget, PostgresTarget
 from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.checkout import CheckoutService, ReturnUrls
 from licensing_service.service.errors import LicensingError
-from licensing_service.service.faults import DbFaults, Faults, FaultyBillingApi, FaultyTransport
+from licensing_service.service.faults import (
+    DbFaults,
+    Faults,
+    FaultyBillingApi,
+    FaultyTransport,
+    WriteLock,
+)
 from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock, Store
@@ -64,7 +68,7 @@ class Parts:
 
     settings: Settings
     clock: Clock
-    store: SqliteStore
+    store: Store
     faults: Faults | None  # harness mode (--test-clock) only
     service: LicensingService
     metrics: Metrics
@@ -72,11 +76,39 @@ class Parts:
     webhooks: WebhookService
 
 
-def open_store(settings: Settings, clock: Clock, faults: DbFaults | None = None) -> SqliteStore:
-    settings.db.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.db, faults=faults, busy_timeout_ms=settings.db_timeout_ms)
+def open_store(settings: Settings, clock: Clock, faults: DbFaults | None = None) -> Store:
+    """The store ``settings.db`` names, migrated (the drivers load only when used)."""
+    target = settings.db
+    if isinstance(target, PostgresTarget):
+        from licensing_service.adapters import pg_migrations
+        from licensing_service.adapters.pg_store import PgStore, pool
+
+        connections = pool(target.url, timeout_ms=settings.db_timeout_ms)
+        try:
+            with connections.connection() as conn:
+                pg_migrations.migrate(conn, clock.now())
+        except Exception:
+            connections.close()
+            raise
+        return PgStore(connections, faults=faults)
+    from licensing_service.adapters.sqlite_migrations import migrate
+    from licensing_service.adapters.sqlite_store import SqliteStore
+
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(target.path, faults=faults, busy_timeout_ms=settings.db_timeout_ms)
     migrate(store.connection(), clock.now())
     return store
+
+
+def write_lock(target: DbTarget) -> WriteLock:
+    """What holds the database's write lock for the ``db.lock`` fault."""
+    if isinstance(target, PostgresTarget):
+        from licensing_service.adapters.pg_lock import PgWriteLock
+
+        return PgWriteLock(target.url)
+    from licensing_service.adapters.sqlite_lock import SqliteWriteLock
+
+    return SqliteWriteLock(target.path)
 
 
 def default_clock(settings: Settings) -> Clock:
@@ -85,13 +117,17 @@ def default_clock(settings: Settings) -> Clock:
 
         return SystemClock()
     # Shared between worker processes, so all of them agree on the moved time.
-    # It lives beside the database, whose directory may not exist yet.
-    settings.db.parent.mkdir(parents=True, exist_ok=True)
-    return OffsetClock(SharedFileOffset(test_clock_file(settings.db)))
+    # It lives beside the database (PostgreSQL: under var/), a directory that
+    # may not exist yet.
+    path = test_clock_file(settings.db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return OffsetClock(SharedFileOffset(path))
 
 
-def test_clock_file(db: Path) -> Path:
-    return db.with_name(db.name + ".test-clock")
+def test_clock_file(db: DbTarget | Path) -> Path:
+    if isinstance(db, Path):
+        return db.with_name(db.name + ".test-clock")
+    return db.state_dir() / (db.state_name() + ".test-clock")
 
 
 def build_service(settings: Settings, store: Store) -> LicensingService:
@@ -210,7 +246,7 @@ def create_app(
     db_faults = DbFaults(settings.db_timeout_ms) if settings.test_clock else None
     store = open_store(settings, clock, db_faults)
     # Harness mode only: in production nothing is wrapped and nothing checked.
-    faults = Faults(db_faults, SqliteWriteLock(settings.db)) if db_faults is not None else None
+    faults = Faults(db_faults, write_lock(settings.db)) if db_faults is not None else None
     service = build_service(settings, store)
     # Other worker processes' status changes drop this process's snapshot entries.
     store.watch_license_changes(service.snapshot.discard)

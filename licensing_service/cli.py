@@ -34,7 +34,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve = sub.add_parser("serve", help="run the reference licensing service")
     serve.add_argument("--host", help="bind address (LH_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (LH_PORT, default 8787)")
-    serve.add_argument("--db", type=Path, help="SQLite file (LH_DB, default var/licensing.db)")
+    serve.add_argument(
+        "--db",
+        help="SQLite file, sqlite:///path or postgresql://... (LH_DB, default var/licensing.db)",
+    )
     serve.add_argument("--workers", type=int, help="worker processes (LH_WORKERS, default 1)")
     serve.add_argument(
         "--test-clock",
@@ -45,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.set_defaults(run=_configured(_serve, serve.prog))
 
     seed = sub.add_parser("seed", help="write customers straight to the database for load tests")
-    seed.add_argument("--db", type=Path, required=True)
+    seed.add_argument("--db", required=True, help="SQLite file or postgresql://... URL")
     seed.add_argument("--customers", type=_positive, required=True)
     seed.add_argument(
         "--inactive-ratio",
@@ -133,7 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _as_env(settings: Settings) -> dict[str, str]:
     env = {}
-    for name, value in settings.model_dump().items():
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
         # Secrets came from the environment, which the workers inherit; a
         # SecretStr would only print as asterisks.
         if value is not None and not isinstance(value, SecretStr):
@@ -185,7 +189,8 @@ def _seed(args: argparse.Namespace) -> int:
             written += 1
             _progress(written, args.customers)
     store.close()
-    print(f"seeded {written} customers into {args.db}; credentials in {args.out}", file=sys.stderr)
+    where = settings.db.describe()
+    print(f"seeded {written} customers into {where}; credentials in {args.out}", file=sys.stderr)
     return 0
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from licensing_service.db_target import DbTarget, SqliteTarget, parse_db
 
 
 class ConfigError(ValueError):
@@ -22,7 +24,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)
-    db: Path = Path("var/licensing.db")
+    # A path or sqlite:///path (SQLite), or postgresql://... (db_target.py).
+    db: DbTarget = SqliteTarget(Path("var/licensing.db"))
     workers: int = Field(default=1, ge=1, le=64)
     environment: Literal["development", "test", "staging", "production"] = "development"
     test_clock: bool = False
@@ -86,6 +89,11 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
     webhook_lease_seconds: int = Field(default=60, ge=1)
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _parse_db(cls, value: object) -> DbTarget:
+        return parse_db(value)
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.environment == "production":
@@ -106,4 +114,4 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def sink_path(self) -> Path:
-        return self.email_sink or self.db.with_name("emails.jsonl")
+        return self.email_sink or self.db.state_dir() / "emails.jsonl"

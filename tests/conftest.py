@@ -104,3 +104,20 @@ def add_customer(
 @pytest.fixture
 def customer(server: LiveServer) -> Customer:
     return add_customer(server)
+
+
+@pytest.fixture(scope="session")
+def pg_database(worker_id: str) -> Iterator[str]:
+    """This xdist worker's PostgreSQL database (tests/pg.py); skips without a server."""
+    from tests import pg
+
+    yield from pg.session_database(worker_id)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The worker's PostgreSQL database, emptied for this test."""
+    from tests import pg
+
+    pg.truncate(pg_database)
+    return pg_database

@@ -14,14 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 
 from licensing_service.adapters.clock import ManualClock
+from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.api.server import http_path_of, uvicorn_options
 from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
+from licensing_service.db_target import SqliteTarget
 from licensing_service.service.outbox import EmailTransport
 
 T = TypeVar("T")
@@ -67,6 +70,19 @@ class LiveServer:
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file (a test that reads the file itself is a SQLite test)."""
+        target = self.parts.settings.db
+        assert isinstance(target, SqliteTarget), "this test needs the SQLite store"
+        return target.path
+
+    def sqlite(self) -> SqliteStore:
+        """The SQLite store, for tests that query its connection directly."""
+        store = self.parts.store
+        assert isinstance(store, SqliteStore), "this test needs the SQLite store"
+        return store
 
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()

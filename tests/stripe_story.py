@@ -100,7 +100,8 @@ def post_event(
 def license_row(server: LiveServer, email: str) -> tuple[Any, ...] | None:
     def read() -> tuple[Any, ...] | None:
         row = (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT subscription_status, current_period_end, payment_failures,"
                 " stripe_customer_id, subscription_id FROM customers WHERE email = ?",
@@ -116,7 +117,8 @@ def license_row(server: LiveServer, email: str) -> tuple[Any, ...] | None:
 def emails_for(server: LiveServer, recipient: str) -> list[tuple[str, str]]:
     def read() -> list[tuple[str, str]]:
         rows = (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT email_type, dedupe_key FROM email_log WHERE recipient = ? ORDER BY 1, 2",
                 (recipient,),

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqltime import to_db
 from licensing_service.service.ports import AuditEntry
 
 
 class SqliteAudit:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self._c = conn
 
     def record(self, entries: Sequence[AuditEntry]) -> None:

@@ -7,9 +7,9 @@ it causes commit together or not at all.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.billing import BillingState, Version
@@ -25,7 +25,7 @@ _STATE_COLUMNS = (
 
 
 class SqliteBilling:
-    def __init__(self, conn: sqlite3.Connection, licenses: SqliteLicenses) -> None:
+    def __init__(self, conn: Sql, licenses: SqliteLicenses) -> None:
         self._c = conn
         # Reads and writes of `customers` go through the licenses' cache-evicting ones.
         self._licenses = licenses

@@ -73,6 +73,12 @@ class CustomerCache:
             return not first
         return False
 
+    def revalidated(self, emails: list[str]) -> None:
+        """A reading of a change feed (PostgreSQL): these licenses changed elsewhere."""
+        self._checked_at = self.monotonic()
+        for email in emails:
+            self._by_email.pop(email, None)
+
     def clear(self) -> None:
         self._by_email.clear()
         self._email_by_id.clear()

@@ -8,10 +8,10 @@ the billing repository writes customers through it as well.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqltime import from_db, opt_to_db, to_db
 from licensing_service.service.ports import CustomerRecord, NewCustomer
@@ -42,9 +42,7 @@ def _customer(row: tuple[Any, ...] | None) -> CustomerRecord | None:
 
 
 class SqliteLicenses:
-    def __init__(
-        self, conn: sqlite3.Connection, cache: CustomerCache, deferred: DeferredValidations
-    ) -> None:
+    def __init__(self, conn: Sql, cache: CustomerCache, deferred: DeferredValidations) -> None:
         self._c = conn
         self._cache = cache
         self._deferred = deferred
@@ -92,11 +90,12 @@ class SqliteLicenses:
 
     def insert(self, customer: NewCustomer, now: datetime) -> int:
         stamp = to_db(now)
-        cursor = self._c.execute(
+        # RETURNING, not lastrowid: PostgreSQL has no lastrowid (SQLite >= 3.35 has both).
+        row = self._c.execute(
             "INSERT INTO customers (email, name, unlock_token, subscription_status,"
             " stripe_customer_id, stripe_session_id, subscription_id, current_period_start,"
             " current_period_end, next_billing_date, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 customer.email,
                 customer.name,
@@ -111,9 +110,8 @@ class SqliteLicenses:
                 stamp,
                 stamp,
             ),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        ).fetchone()
+        return int(row[0])
 
     def record_validation(self, customer_id: int, now: datetime) -> None:
         """Deferred: group-committed by ``flush_validations`` (see sqlite_cache)."""

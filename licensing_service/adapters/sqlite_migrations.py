@@ -24,9 +24,10 @@ class Migration:
     sql: str
 
 
-def available() -> list[Migration]:
+def available(package: str = "licensing_service.adapters.migrations") -> list[Migration]:
+    """The migrations of one dialect (``pg_migrations`` holds PostgreSQL's)."""
     found = []
-    for entry in resources.files("licensing_service.adapters.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(

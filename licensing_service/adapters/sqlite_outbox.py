@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqltime import to_db
 from licensing_service.service.ports import NewEmail, QueuedEmail
 
@@ -27,7 +27,7 @@ _LISTING_COLUMNS = (
 
 
 class SqliteOutbox:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self._c = conn
 
     def enqueue(self, email: NewEmail, now: datetime) -> bool:
@@ -60,6 +60,10 @@ class SqliteOutbox:
             " ORDER BY next_attempt_at, id LIMIT ?",
             (to_db(now), limit),
         ).fetchall()
+        return self.lease(rows, now, lease)
+
+    def lease(self, rows: list[Any], now: datetime, lease: timedelta) -> list[QueuedEmail]:
+        """Move the selected rows' next attempt past the lease: claimed."""
         self._c.executemany(
             "UPDATE email_log SET next_attempt_at = ? WHERE id = ?",
             [(to_db(now + lease), r[0]) for r in rows],

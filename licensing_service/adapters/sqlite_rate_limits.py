@@ -1,21 +1,24 @@
-"""SQLite side of the shared failure feed (``rate_limit_failures``).
+"""The shared failure feed (``rate_limit_failures``), on SQLite and, through
+``pg_connection.PgConnection``, on PostgreSQL: one copy of each query.
 
-AUTOINCREMENT gives each row a ``seq`` in commit order (writers serialise on
-the file), so a reader's cursor never skips a row committed after it looked.
+A reader's cursor must never pass a row committed later with a lower ``seq``.
+SQLite: AUTOINCREMENT draws it inside the write lock on the file, so seq order
+is commit order. PostgreSQL: a sequence alone is not, so the insert trigger
+takes the advisory lock FAILURE_FEED first (migrations_pg/0005).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.service.ports import FailureRow
 
 
 class SqliteRateLimits:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self._c = conn
 
     def record_failures(self, rows: Sequence[tuple[str, str, datetime]], replica: str) -> None:

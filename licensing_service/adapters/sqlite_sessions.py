@@ -7,11 +7,11 @@ active session per license" a constraint: a second one fails the INSERT
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqltime import from_db, to_db
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
 
@@ -25,7 +25,7 @@ def _session(row: tuple[Any, ...]) -> SessionRecord:
 
 
 class SqliteSessions:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self._c = conn
 
     def get(self, session_id: str) -> SessionRecord | None:

@@ -1,6 +1,7 @@
 """The storage ports' contract, run against the SQLite adapter (a real temp
-file) and the in-memory fake alike: what the service relies on, including
-the rollbacks and the constraints, must hold for both."""
+file), the PostgreSQL adapter (a real server, tests/pg.py) and the in-memory
+fake alike: what the service relies on, including the rollbacks and the
+constraints, must hold for all three."""
 
 from __future__ import annotations
 
@@ -62,6 +63,27 @@ def _sqlite(tmp_path: Path) -> Backend:
     return Backend(store, other, actions, fail)
 
 
+def _postgres(tmp_path: Path, url: str) -> Backend:
+    del tmp_path
+    from licensing_service.adapters.pg_store import PgStore, pool
+
+    store = PgStore(pool(url))
+
+    def actions() -> list[str]:
+        with store.pool.connection() as conn:
+            rows = conn.execute(b"SELECT action FROM audit_log ORDER BY id").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def fail() -> None:
+        store.faults.set(DbFault(errors=True))
+
+    def other() -> Store:
+        # Reads the change feed at every scope: the test does not wait out the bound.
+        return PgStore(pool(url, max_size=1), cache=CustomerCache(revalidate_seconds=0))
+
+    return Backend(store, other, actions, fail)
+
+
 def _memory(tmp_path: Path) -> Backend:
     del tmp_path
     tables = MemoryTables()
@@ -75,9 +97,13 @@ def _memory(tmp_path: Path) -> Backend:
     )
 
 
-@pytest.fixture(params=[_sqlite, _memory], ids=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    made: Backend = request.param(tmp_path)
+    made: Backend
+    if request.param == "postgres":
+        made = _postgres(tmp_path, request.getfixturevalue("pg_url"))
+    else:
+        made = (_sqlite if request.param == "sqlite" else _memory)(tmp_path)
     yield made
     made.store.close()
 

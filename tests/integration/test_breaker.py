@@ -143,9 +143,9 @@ def test_audit_entries_written_during_an_outage_survive_it(make_server) -> None:
     outcomes = server.run(
         lambda: [
             r[0]
-            for r in server.parts.store.connection().execute(
-                "SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,)
-            )
+            for r in server.sqlite()
+            .connection()
+            .execute("SELECT outcome FROM audit_log WHERE customer_id = ? ORDER BY id", (c.id,))
         ]
     )
     assert outcomes == ["success"] + ["degraded"] * 5

@@ -46,7 +46,8 @@ def billing_server(
 def stripe_id_of(server: LiveServer, customer: Customer) -> Any:
     return server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute("SELECT stripe_customer_id FROM customers WHERE id = ?", (customer.id,))
             .fetchone()[0]
         )

@@ -209,7 +209,8 @@ def test_webhook_reject_answers_503_before_anything_is_applied(
     assert license_row(server, story.email) is None
     seen = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute("SELECT COUNT(*) FROM webhook_events")
             .fetchone()[0]
         )
@@ -287,7 +288,7 @@ def test_without_the_test_clock_there_is_no_fault_anywhere(
         assert "faults" not in http.get(routes.HEALTH).json()
         assert "licensing_fault_active" not in http.get(routes.METRICS).text
     assert server.parts.faults is None
-    assert server.parts.store.faults.active is False
+    assert server.sqlite().faults.active is False
 
 
 # ------------------------------------------------------------------ Stripe

@@ -62,7 +62,7 @@ class CommitFailsOnce:
 def test_a_machine_switch_whose_commit_fails_is_reported_again(make_server) -> None:  # type: ignore[no-untyped-def]
     server: LiveServer = make_server()
     c = add_customer(server)
-    store = server.parts.store
+    store = server.sqlite()
     proxy = CommitFailsOnce(store._conn)
     server.run(lambda: setattr(store, "_conn", proxy))
     with httpx.Client(base_url=server.url) as client:
@@ -120,7 +120,7 @@ def test_two_workers_deliver_each_email_once(tmp_path: Path) -> None:
 def test_a_half_open_trial_reaches_the_database_even_from_the_cache(tmp_path: Path) -> None:
     settings = Settings(db=tmp_path / "b.db")
     cache = CustomerCache(revalidate_seconds=3600)  # no data_version read to trip over
-    store = SqliteStore(settings.db, background_checkpoints=False, cache=cache)
+    store = SqliteStore(tmp_path / "b.db", background_checkpoints=False, cache=cache)
     migrate(store.connection(), T0)
     with store.transaction() as uow:
         uow.licenses.insert(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)

@@ -84,7 +84,8 @@ def test_stale_session_never_blocks_and_is_marked_expired(
     assert error_code(session(client, customer, "heartbeat", "a")) == "SESSION_EXPIRED"
     status = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT status FROM active_sessions WHERE session_id = ?", (f"c{customer.id}-a",)
             )

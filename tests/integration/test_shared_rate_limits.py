@@ -1,6 +1,6 @@
 """Failed-attempt limits shared by replicas (``uow.rate_limits``): two services
-on one database, as two replica processes are, on the in-memory store and on a
-real SQLite file. The feed moves only when each replica's flusher runs
+on one database, as two replica processes are, on the in-memory store, a real
+SQLite file and a real PostgreSQL database (skipped without a server). The feed moves only when each replica's flusher runs
 (``share_failures``), which these tests call by hand at a fixed ``now``."""
 
 from __future__ import annotations
@@ -78,15 +78,34 @@ def _sqlite(tmp_path: Path, count: int) -> tuple[list[Store], Callable[[], int]]
     return list(stores), rows
 
 
+def _postgres(url: str, count: int) -> tuple[list[Store], Callable[[], int]]:
+    from licensing_service.adapters.pg_store import PgStore, pool
+
+    stores: list[PgStore] = [
+        PgStore(pool(url, max_size=1), cache=CustomerCache(revalidate_seconds=0))
+        for _ in range(count)
+    ]
+
+    def rows() -> int:
+        with stores[0].autocommit() as uow:
+            return len(uow.rate_limits.failures_after(0, 10_000))
+
+    return list(stores), rows
+
+
 BACKENDS = {"memory": _memory, "sqlite": _sqlite}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Replicas]]:
     made: list[Store] = []
+    where = request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path
 
     def build(count: int = 2, *, shared: bool = True) -> Replicas:
-        stores, failures = BACKENDS[request.param](tmp_path, count)
+        if request.param == "postgres":
+            stores, failures = _postgres(where, count)
+        else:
+            stores, failures = BACKENDS[request.param](where, count)
         made.extend(stores)
         services = [build_service(_settings(tmp_path), store) for store in stores]
         if not shared:  # the per-process limiter this replaced

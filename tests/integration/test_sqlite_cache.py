@@ -123,7 +123,7 @@ def test_suspension_by_another_connection_reaches_the_next_request(
     c = add_customer(server)
     body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
     assert client.post(routes.VALIDATE_UNIFIED, json=body).status_code == 200
-    other = connect(server.parts.settings.db)
+    other = connect(server.db_path)
     other.execute("UPDATE customers SET subscription_status = 'inactive' WHERE id = ?", (c.id,))
     refused = client.post(routes.VALIDATE_UNIFIED, json=body)
     assert refused.status_code == 403
@@ -135,7 +135,7 @@ def test_tier_is_exact_across_flushes(server: LiveServer, client: httpx.Client) 
     body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
     client.post(routes.VALIDATE_UNIFIED, json=body)
     server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
-    server.run(lambda: server.parts.store.cache.clear())
+    server.run(lambda: server.sqlite().cache.clear())
     server.clock.advance(3599)
     assert client.post(routes.VALIDATE_UNIFIED, json=body).json()["caching"]["duration"] == 3600
 

@@ -132,7 +132,7 @@ def test_raw_fingerprints_never_reach_the_database(
     }
     assert client.post(routes.VALIDATE_UNIFIED, json=start).status_code == 200
     server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
-    db = server.parts.settings.db
+    db = server.db_path
     stored = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     assert raw.encode() not in stored
 
@@ -167,7 +167,8 @@ def test_every_validation_is_audited(
     server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
     rows = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT action, outcome, request_id, client_address FROM audit_log"
                 " WHERE customer_id = ? ORDER BY id",

@@ -107,7 +107,7 @@ def signed_post(
 
 def counts(server: LiveServer) -> dict[str, int]:
     def read() -> dict[str, int]:
-        conn = server.parts.store.connection()
+        conn = server.sqlite().connection()
         return {t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in TABLES}
 
     return server.run(read)
@@ -116,7 +116,8 @@ def counts(server: LiveServer) -> dict[str, int]:
 def customer_row(server: LiveServer, email: str) -> tuple[Any, ...] | None:
     def read() -> tuple[Any, ...] | None:
         row = (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT subscription_status, stripe_customer_id, stripe_session_id,"
                 " subscription_id FROM customers WHERE email = ?",
@@ -132,7 +133,8 @@ def customer_row(server: LiveServer, email: str) -> tuple[Any, ...] | None:
 def event_row(server: LiveServer, event_id: str) -> tuple[Any, ...] | None:
     def read() -> tuple[Any, ...] | None:
         row = (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT processing_status, outcome, error_message, event_type"
                 " FROM webhook_events WHERE stripe_event_id = ?",

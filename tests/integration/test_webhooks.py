@@ -35,9 +35,7 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def count(server: LiveServer, sql: str, *params: Any) -> int:
-    return int(
-        server.run(lambda: server.parts.store.connection().execute(sql, params).fetchone()[0])
-    )
+    return int(server.run(lambda: server.sqlite().connection().execute(sql, params).fetchone()[0]))
 
 
 def validate(http: httpx.Client, email: str, token: str) -> httpx.Response:
@@ -49,7 +47,8 @@ def token_of(server: LiveServer, email: str) -> str:
     return str(
         server.run(
             lambda: (
-                server.parts.store.connection()
+                server.sqlite()
+                .connection()
                 .execute("SELECT unlock_token FROM customers WHERE email = ?", (email,))
                 .fetchone()[0]
             )
@@ -168,7 +167,8 @@ def test_a_handler_failure_is_recorded_answered_5xx_and_the_retry_applies(
     assert emails_for(server, story.email) == []
     row = server.run(
         lambda: (
-            server.parts.store.connection()
+            server.sqlite()
+            .connection()
             .execute(
                 "SELECT processing_status, error_message FROM webhook_events"
                 " WHERE stripe_event_id = ?",
@@ -195,7 +195,7 @@ def test_a_stuck_processing_claim_is_taken_over_after_its_lease(
     now = server.clock.now()
 
     def stuck() -> None:  # as a worker that died mid-way (or POSPal's table) leaves it
-        server.parts.store.connection().execute(
+        server.sqlite().connection().execute(
             "INSERT INTO webhook_events (stripe_event_id, event_type, processing_status,"
             " received_at, lease_until) VALUES (?, ?, 'processing', ?, ?)",
             (checkout["id"], checkout["type"], to_db(now), to_db(now + timedelta(seconds=60))),

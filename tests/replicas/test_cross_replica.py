@@ -175,5 +175,4 @@ def _outbox_drained_once(replicas: ReplicaSet) -> None:
 
 
 def _sink(replicas: ReplicaSet) -> Path:
-    assert isinstance(replicas.db, Path)
-    return replicas.db.with_name("emails.jsonl")
+    return replicas.work / "emails.jsonl"  # LH_EMAIL_SINK (conftest)

@@ -38,7 +38,7 @@ def storm(server: LiveServer, config: StormConfig = SMALL, **kwargs: object):
         server.url,
         [TEST_WEBHOOK_SECRET],
         config,
-        db=server.parts.settings.db,
+        db=server.db_path,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -155,7 +155,7 @@ def test_the_database_judges_find_rows_removed_or_doubled_after_a_real_storm(
     server = make_server()
     result = storm(server, replace(SMALL, outage_seconds=0))
     assert result.passed, result.examples
-    db = server.parts.settings.db
+    db = server.db_path
     oracle, events = result.stream.oracle, result.stream.events
 
     def judged() -> list[str]:

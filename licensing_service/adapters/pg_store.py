@@ -1,0 +1,247 @@
+"""PostgreSQL storage: a psycopg 3 connection pool behind the same ports as
+SQLite, with the shared repositories (``pg_repositories``) on it.
+
+Sync on purpose, like the ports: psycopg 3's blocking API runs each unit of
+work's statements on the calling thread (README, "PostgreSQL": measured
+against asyncpg). Connections come from a ``psycopg_pool.ConnectionPool``,
+which replaces a broken one in the background after a server restart; the
+unit of work takes one lazily at its first statement.
+
+Failures, for the breaker: a lost or refused connection, a pool timeout, a
+statement or lock timeout (``statement_timeout`` and ``lock_timeout`` are set
+to the settings' ``db_timeout_ms`` on every connection), a deadlock: all
+StorageUnavailable. A refused constraint: ConstraintViolation. Never a 500.
+
+Cache coherence across replicas: see ``CACHE_BOUND_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from licensing_service.adapters.pg_connection import PgConn, PgConnection
+from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
+from licensing_service.adapters.sqlite_audit import SqliteAudit
+from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
+from licensing_service.adapters.sqlite_licenses import SqliteLicenses
+from licensing_service.adapters.sqlite_rate_limits import SqliteRateLimits
+from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
+from licensing_service.service.faults import DbFaults
+
+log = logging.getLogger(__name__)
+
+# THE INVALIDATION BOUND. A replica's CustomerCache and breaker snapshot see a
+# license change committed by another replica at its first unit of work that
+# starts at least this long after its last look at the ``license_changes``
+# feed (one indexed read: "anything after my cursor?"): a suspension reaches
+# every replica's validations within 50 ms of its commit (plus the time the
+# next request takes to arrive). Why a polled feed and not LISTEN/NOTIFY:
+# notifications need a connection held out of the pool and a reader beside the
+# synchronous hot path, and are lost while that connection is down (after a
+# restart every cache would have to be dropped blind); the feed is read in the
+# unit of work itself, survives reconnects through its cursor, and is what
+# the SQLite store reads too. The trigger that fills it, and why its seq order
+# is commit order, is in migrations_pg/0003_license_changes.sql.
+CACHE_BOUND_SECONDS = 0.05
+
+
+def pool(url: str, *, timeout_ms: int = 2000, max_size: int = 4) -> ConnectionPool[PgConn]:
+    """The pool every store of one process uses; opened, or StorageUnavailable."""
+    options = f"-c statement_timeout={int(timeout_ms)} -c lock_timeout={int(timeout_ms)}"
+    made: ConnectionPool[PgConn] = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "options": options, "connect_timeout": 5},
+        timeout=timeout_ms / 1000,
+        open=False,
+        name="licensing",
+    )
+    try:
+        made.open(wait=True, timeout=max(timeout_ms / 1000, 5.0))
+    except PoolTimeout as exc:
+        made.close()
+        raise StorageUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+    return made
+
+
+class PgStore:
+    def __init__(
+        self,
+        connections: ConnectionPool[PgConn],
+        *,
+        faults: DbFaults | None = None,
+        cache: CustomerCache | None = None,
+        feed: bool = True,
+    ) -> None:
+        self.pool = connections
+        self.faults = faults or DbFaults()
+        self.cache = (
+            cache if cache is not None else CustomerCache(revalidate_seconds=CACHE_BOUND_SECONDS)
+        )
+        self.deferred = DeferredValidations()
+        # Off only in the test that shows what the feed is for.
+        self._feed = feed
+        self._sql = PgConnection(self._acquire)
+        self._uow = PgUnitOfWork(self._sql, self.cache, self.deferred)
+        self._change_listener: Callable[[list[str]], None] | None = None
+        self._change_cursor = self._latest_change()
+        self._atomic = False
+
+    # ------------------------------------------------------------ the port
+
+    def transaction(self) -> _PgScope:
+        return _PgScope(self, atomic=True)
+
+    def autocommit(self) -> _PgScope:
+        return _PgScope(self, atomic=False)
+
+    def pending_writes(self) -> int:
+        return len(self.deferred)
+
+    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+        self._change_cursor = self._latest_change()
+        self._change_listener = listener
+
+    def ping(self) -> None:
+        if self.faults.active:
+            self.faults.enter()
+        with self.autocommit() as uow:
+            uow.ping()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _acquire(self) -> PgConn:
+        try:
+            conn = self.pool.getconn()
+        except PoolTimeout as exc:
+            raise StorageUnavailable(f"no PostgreSQL connection: {exc}") from exc
+        if self._atomic:
+            try:
+                conn.execute(b"BEGIN")
+            except psycopg.Error:
+                self.pool.putconn(conn)
+                raise
+        return conn
+
+    def release(self) -> None:
+        conn, self._sql.conn = self._sql.conn, None
+        if conn is not None:
+            self.pool.putconn(conn)  # a broken or mid-transaction one is discarded or reset
+
+    def _latest_change(self) -> int:
+        try:
+            with self.pool.connection() as conn:
+                row = conn.execute(b"SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        return int(row[0]) if row else 0
+
+    def read_license_changes(self) -> None:
+        """Drop what the cache holds about licenses changed since the cursor,
+        and tell the listener (the breaker snapshot)."""
+        rows = self._sql.execute(
+            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
+            (self._change_cursor,),
+        ).fetchall()
+        emails = [row[1] for row in rows]
+        self.cache.revalidated(emails)
+        if rows:
+            self._change_cursor = rows[-1][0]
+            if self._change_listener is not None:
+                self._change_listener(emails)
+
+
+def _mapped(error: BaseException) -> BaseException | None:
+    if isinstance(error, pg_errors.IntegrityError):
+        return ConstraintViolation(str(error))
+    if isinstance(error, psycopg.Error | PoolTimeout):
+        return StorageUnavailable(str(error))
+    return None
+
+
+class _PgScope:
+    __slots__ = ("_atomic", "_store")
+
+    def __init__(self, store: PgStore, *, atomic: bool) -> None:
+        self._store = store
+        self._atomic = atomic
+
+    def __enter__(self) -> PgUnitOfWork:
+        store = self._store
+        if store.faults.active:
+            store.faults.enter()
+        store._atomic = self._atomic
+        if store._feed and store.cache.due():
+            try:
+                store.read_license_changes()
+            except psycopg.Error as exc:
+                self._end(commit=False)
+                raise StorageUnavailable(str(exc)) from exc
+        return store._uow
+
+    def _end(self, *, commit: bool) -> None:
+        store = self._store
+        conn = store._sql.conn
+        try:
+            if conn is not None and self._atomic and not conn.closed:
+                conn.execute(b"COMMIT" if commit else b"ROLLBACK")
+        finally:
+            store.release()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> Literal[False]:
+        store = self._store
+        if kind is None:
+            try:
+                self._end(commit=True)
+            except psycopg.Error as exc:
+                store.deferred.restore()
+                store._uow.licenses.evict_touched()
+                mapped = _mapped(exc)
+                assert mapped is not None
+                raise mapped from exc
+            store.deferred.settle()
+            store._uow.licenses.forget_touched()
+            return False
+        with contextlib.suppress(psycopg.Error):
+            self._end(commit=False)
+        store.deferred.restore()
+        store._uow.licenses.evict_touched()
+        mapped = _mapped(error) if error is not None else None
+        if mapped is not None:
+            raise mapped from error
+        return False
+
+
+class PgUnitOfWork:
+    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
+
+    def __init__(
+        self, conn: PgConnection, cache: CustomerCache, deferred: DeferredValidations
+    ) -> None:
+        self._c = conn
+        self.licenses = SqliteLicenses(conn, cache, deferred)
+        self.sessions = PgSessions(conn)
+        self.billing = PgBilling(conn, self.licenses)
+        self.outbox = PgOutbox(conn)
+        self.audit = SqliteAudit(conn)
+        self.rate_limits = SqliteRateLimits(conn)
+
+    def ping(self) -> None:
+        self._c.execute("SELECT 1").fetchone()
