@@ -1,7 +1,8 @@
 """Failed-attempt limits shared by replicas (``uow.rate_limits``): two services
 on one database, as two replica processes are, on the in-memory store, a real
-SQLite file and a real PostgreSQL database (skipped without a server). The feed moves only when each replica's flusher runs
-(``share_failures``), which these tests call by hand at a fixed ``now``."""
+SQLite file and a real PostgreSQL database (skipped without a server). The
+feed moves only when each replica's flusher runs (``share_failures``), which
+these tests call by hand at a fixed ``now``."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..
 
     def build(count: int = 2, *, shared: bool = True) -> Replicas:
         if request.param == "postgres":
-            stores, failures = _postgres(where, count)
+            stores, failures = _postgres(str(where), count)
         else:
             stores, failures = BACKENDS[request.param](where, count)
         made.extend(stores)
