@@ -1,4 +1,5 @@
-"""``licensing-harness replicas``: the command in front of :mod:`licensing_harness.replica_set`.
+"""``licensing-harness replicas``: the command in front of :mod:`scenarios.replicas`
+(the replica set lives there, beside the proxy, so the storm can start one too).
 
 Light at import (the standard library only), as every part's CLI module is:
 the replica set, its proxy and httpx load when the command runs.
@@ -17,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from licensing_harness.replica_set import ReplicaSet
+    from scenarios.replicas import ReplicaSet
 
 WATCH_SECONDS = 0.5  # how often a dead replica is looked for
 
@@ -57,9 +58,9 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from licensing_harness.replica_set import ReplicaSet, describe_db
     from loadtests.harness.errors import GateError
     from scenarios.proxy import ProxyError
+    from scenarios.replicas import ReplicaSet, describe_db
 
     work = args.work or Path(tempfile.mkdtemp(prefix="lh-replicas-"))
     db: Path | str = args.db if "://" in args.db else Path(args.db)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from licensing_harness.replica_set import ReplicaSet
+from scenarios.replicas import ReplicaSet
 
 REPLICAS = 3
 

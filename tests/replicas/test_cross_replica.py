@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from fixtures.target import target_clock
-from licensing_harness.replica_set import ReplicaSet
 from licensing_service.contract import routes
 from loadtests.harness.checks.invoices import invoice_event, new_ids
 from loadtests.harness.provision import Credential, Provisioner, provision
+from scenarios.replicas import ReplicaSet
 from scenarios.storm import StormConfig, run_storm
 
 pytestmark = pytest.mark.e2e

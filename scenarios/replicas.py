@@ -3,8 +3,9 @@
 Each replica is ``licensing-service serve`` on a port of its own (127.0.0.1);
 in front of them, one address hands each new connection to the next replica
 in turn (round-robin per connection) and passes a connection that a replica
-refuses (a killed one) on to the next. The schema is migrated once, here,
-before any replica starts, so N processes never race to migrate.
+refuses (a killed one) on to the next. Replicas start one after another, each
+once the previous is ready, so the first migrates the schema and the others
+find it done (the migrations' locks make a race safe too; this avoids it).
 
 Why our own proxy in front (``scenarios.proxy.FaultProxy`` with several
 upstreams) rather than HAProxy or nginx: it needs nothing installed, it is the
@@ -39,15 +40,6 @@ def describe_db(db: Path | str) -> str:
         return text
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def migrate_once(db: Path | str) -> None:
-    """Bring the schema up to date before any replica starts."""
-    from licensing_service.adapters.clock import SystemClock
-    from licensing_service.bootstrap import open_store
-    from licensing_service.config import Settings
-
-    open_store(Settings(db=db), SystemClock()).close()
 
 
 class ReplicaSet:
@@ -105,7 +97,7 @@ class ReplicaSet:
     def start(self) -> ReplicaSet:
         self.work.mkdir(parents=True, exist_ok=True)
         try:
-            migrate_once(self.db)
+            # The first replica migrates the schema alone; the others start on it.
             for process in self.processes:
                 process.start()  # returns once /health/ready answers 200
             upstreams = [("127.0.0.1", p.port) for p in self.processes]
