@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("kind", choices=["storm", "crash"])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duplicates", type=float, default=0.3, help="share delivered twice")
     parser.add_argument("--kills", type=int, default=5, help="crash only")
     parser.add_argument(
         "--outage-seconds", type=float, help="test-clock seconds of 5xx (storm: 120, crash: 0)"
@@ -47,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outage is None:
         outage = 120.0 if args.kind == "storm" else 0.0
     config = StormConfig(
-        events=args.events, seed=args.seed, outage_seconds=outage, outage=args.outage
+        events=args.events,
+        seed=args.seed,
+        outage_seconds=outage,
+        outage=args.outage,
+        duplicate_rate=args.duplicates,
     )
     work = args.work or Path(tempfile.mkdtemp(prefix=f"lh-{args.kind}-"))
     work.mkdir(parents=True, exist_ok=True)
