@@ -130,6 +130,15 @@ def test_clock_file(db: DbTarget | Path) -> Path:
     return db.state_dir() / (db.state_name() + ".test-clock")
 
 
+def reset_test_clock(db: DbTarget | Path) -> None:
+    """Back to real time, in place: the file is reset, not unlinked, because other
+    processes on the same database (replicas, workers) keep it mapped, and a new
+    file would give the starting process a clock of its own."""
+    path = test_clock_file(db)
+    if path.exists():
+        SharedFileOffset(path).put(0)
+
+
 def build_service(settings: Settings, store: Store) -> LicensingService:
     window = timedelta(seconds=settings.rate_limit_window_seconds)
     return LicensingService(

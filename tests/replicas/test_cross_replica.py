@@ -176,3 +176,15 @@ def _outbox_drained_once(replicas: ReplicaSet) -> None:
 
 def _sink(replicas: ReplicaSet) -> Path:
     return replicas.work / "emails.jsonl"  # LH_EMAIL_SINK (conftest)
+
+
+def test_the_replicas_share_one_test_clock(replicas: ReplicaSet) -> None:
+    """A replica starting resets the shared clock file in place: unlinked, each
+    replica started after another would have mapped a clock of its own."""
+    with httpx.Client(timeout=10) as client:
+        moved = client.post(
+            replicas.urls[0] + routes.HARNESS_CLOCK, json={"advance_seconds": 3600}
+        ).json()["offset_seconds"]
+        for base in replicas.urls[1:]:
+            seen = client.get(base + routes.HARNESS_CLOCK).json()["offset_seconds"]
+            assert abs(seen - moved) < 1, (base, seen, moved)
