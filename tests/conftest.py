@@ -40,22 +40,56 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``STORES = ("sqlite", "postgres")`` runs its tests on
+    each store: its ``server`` and ``make_server`` serve from that one."""
+    stores = getattr(metafunc.module, "STORES", None)
+    if stores and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", stores, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(test_settings(tmp_path_factory.mktemp("srv"))).start()
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _store_overrides(store_kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if store_kind != "postgres":
+        return {}
+    # The worker's database, shared by the module's servers: tests use their own
+    # licenses (unique emails), as they do on one SQLite file per module.
+    return {"db": request.getfixturevalue("pg_database")}
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
+    overrides = _store_overrides(store_kind, request)
+    live = LiveServer(test_settings(tmp_path_factory.mktemp("srv"), **overrides)).start()
     yield live
     live.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def make_server(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
+    store = _store_overrides(store_kind, request)
 
     def make(**overrides: Any) -> LiveServer:
         transport = overrides.pop("transport", None)
         sub = tmp_path / f"srv{len(started)}"
         sub.mkdir()
-        live = LiveServer(test_settings(sub, **overrides), transport=transport).start()
+        if store and not started:
+            # A test's own servers start from an empty PostgreSQL database, as
+            # from a new SQLite file (the module's server makes its licenses anew).
+            from tests import pg
+
+            pg.truncate(store["db"])
+        settings = test_settings(sub, **{**store, **overrides})
+        live = LiveServer(settings, transport=transport).start()
         started.append(live)
         return live
 

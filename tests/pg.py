@@ -3,7 +3,8 @@ admin URL ``LH_TEST_PG`` (default: the local server CI machines run),
 migrated once, emptied between tests, dropped at the end of the session.
 
 Tests reach it through the ``pg_url`` fixture (tests/conftest.py), which
-skips with "no PostgreSQL at ..." when no server answers."""
+skips with "no PostgreSQL at ..." when no server answers (fails instead with
+``LH_TEST_PG_REQUIRED=1``, as .ci/run sets)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def session_database(worker: str) -> Iterator[str]:
     """For a session fixture: the worker's database, or a skip."""
     reason = reachable()
     if reason is not None:
+        if os.environ.get("LH_TEST_PG_REQUIRED") == "1":  # .ci/run: the server must be there
+            pytest.fail(reason)
         pytest.skip(reason)
     name = database_name(worker)
     url = create(name)

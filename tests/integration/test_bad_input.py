@@ -13,6 +13,9 @@ from licensing_service.contract.models import LegacyResult, UnifiedError
 from tests.conftest import Customer
 from tests.shapes import error_code
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 # The webhook authenticates before it parses: its bad input is in test_webhook_signatures.
 POST_ROUTES = sorted({r.path for r in ROUTES if r.method == "POST" and r.path != paths.WEBHOOK})
 # The fault route is left out: a lucky {"db": {"errors": true}} would poison later tests.

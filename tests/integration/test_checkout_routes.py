@@ -16,6 +16,9 @@ from licensing_service.contract import routes
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_routes_0000"
 

@@ -17,6 +17,9 @@ from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.guard import StoreGuard
 from licensing_service.service.outbox import Backoff, Deliverer
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 API = "https://resend.test"
 

@@ -23,6 +23,9 @@ from tests.live import LiveServer
 from tests.shapes import error_code, shaped
 from tests.stripe_story import five_event_story, license_row, post_event
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_faults_0000"
 

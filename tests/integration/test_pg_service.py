@@ -99,3 +99,65 @@ def test_no_server_is_storage_unavailable_not_a_crash() -> None:
 
     with pytest.raises(StorageUnavailable):
         pool("postgresql://postgres@127.0.0.1:1/nothing", timeout_ms=200)
+
+
+def terminate_backends(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            b" WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_lost_connection_is_storage_unavailable_then_the_pool_reconnects(pg_url: str) -> None:
+    from licensing_service.adapters.pg_store import PgStore, pool
+    from licensing_service.service.errors import StorageUnavailable
+
+    store = PgStore(pool(pg_url, max_size=1))
+    try:
+        store.ping()
+        assert terminate_backends(pg_url) >= 1  # PostgreSQL restarted, as far as we can tell
+        with pytest.raises(StorageUnavailable):
+            store.ping()  # the pooled connection was dead: the breaker's input
+        store.ping()  # the pool replaced it: answers again, nothing to restart
+    finally:
+        store.close()
+
+
+def test_a_lost_connection_is_never_a_500(pg_server: LiveServer, pg_url: str) -> None:
+    c = add_customer(pg_server)
+    creds = {"email": c.email, "token": c.token, "sessionId": "pg-lost"}
+    start = {
+        "operation": "session",
+        "action": "start",
+        "credentials": creds,
+        "device": {"machineFingerprint": "till-pg"},
+    }
+    with httpx.Client(base_url=pg_server.url, timeout=10) as http:
+        terminate_backends(pg_url)
+        first = http.post(routes.VALIDATE_UNIFIED, json=start)
+        assert first.status_code == 503, first.text  # refused as unavailable, not crashed
+        again = http.post(routes.VALIDATE_UNIFIED, json=start)
+        assert again.status_code == 200, again.text  # reconnected
+
+
+def test_seed_writes_into_postgresql(pg_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    out = tmp_path / "creds.jsonl"
+    seed = ["seed", "--db", pg_url, "--customers", "3", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "licensing_service", *seed],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(b"SELECT count(*) FROM customers").fetchone()
+    assert row is not None and row[0] == 3
+    assert len(out.read_text().splitlines()) == 3

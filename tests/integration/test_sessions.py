@@ -9,6 +9,9 @@ from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
 from tests.shapes import error_code, shaped
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 
 def session(
     client: httpx.Client,

@@ -25,6 +25,9 @@ from tests.stripe_story import (
     post_event,
 )
 
+# Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+STORES = ("sqlite", "postgres")
+
 EXPECTED_EMAILS = ("reactivation", "suspension", "welcome")
 
 
