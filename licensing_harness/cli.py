@@ -40,6 +40,7 @@ PARTS = (
     Part("fixtures.stripe.cli", "fixtures", FIXTURES),  # stripe generate | send | replay
     Part("loadtests.harness.cli", "harness", HARNESS),  # gate
     Part("scenarios.cli", "harness", HARNESS),  # rehearse
+    Part("licensing_harness.replicas_cli", "harness", HARNESS),  # replicas
 )
 
 

@@ -46,6 +46,7 @@ from licensing_service.service.faults import (
 from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock, Store
+from licensing_service.service.shared_failures import SharedFailures
 from licensing_service.service.snapshot import Snapshot
 from licensing_service.service.webhook_batch import WebhookBatcher
 from licensing_service.service.webhooks import WebhookService
@@ -130,6 +131,15 @@ def test_clock_file(db: DbTarget | Path) -> Path:
     return db.state_dir() / (db.state_name() + ".test-clock")
 
 
+def reset_test_clock(db: DbTarget | Path) -> None:
+    """Back to real time, in place: the file is reset, not unlinked, because other
+    processes on the same database (replicas, workers) keep it mapped, and a new
+    file would give the starting process a clock of its own."""
+    path = test_clock_file(db)
+    if path.exists():
+        SharedFileOffset(path).put(0)
+
+
 def build_service(settings: Settings, store: Store) -> LicensingService:
     window = timedelta(seconds=settings.rate_limit_window_seconds)
     return LicensingService(
@@ -144,6 +154,7 @@ def build_service(settings: Settings, store: Store) -> LicensingService:
         Limits(
             per_ip=FailureLimiter(settings.rate_limit_ip, window),
             per_email=FailureLimiter(settings.rate_limit_email, window),
+            shared=SharedFailures(window),
         ),
         AuditBuffer(),
         Snapshot(),
@@ -327,6 +338,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            service.share_failures(clock.now())
             service.flush_audit(clock.now())
             if client is not None:
                 await client.aclose()
@@ -356,6 +368,7 @@ FLUSH_CHUNK = 64
 async def _flush(service: LicensingService, clock: Clock) -> None:
     """Write the group commit in chunks, letting requests run in between:
     one ~4 ms block every 50 ms showed up in the p99."""
+    service.share_failures(clock.now())  # the other replicas' failed attempts, and ours
     for _ in range(10_000):  # bounded even if the buffers refill as fast as we write
         if not service.has_backlog() or not service.flush_audit(clock.now(), FLUSH_CHUNK):
             return

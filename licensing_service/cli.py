@@ -108,12 +108,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from licensing_service.adapters.clock import SystemClock
     from licensing_service.api.server import uvicorn_options
-    from licensing_service.bootstrap import create_app, open_store, test_clock_file
+    from licensing_service.bootstrap import create_app, open_store, reset_test_clock
 
     settings = Settings(**_overrides(args, ("host", "port", "db", "workers", "test_clock")))
     logs.configure(settings.log_level)
     if settings.test_clock:
-        test_clock_file(settings.db).unlink(missing_ok=True)  # a restart starts at real time
+        reset_test_clock(settings.db)  # a restart starts at real time
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -30,6 +30,11 @@ clients (``toxiproxy-python``, ``chaostoolkit-toxiproxy``), which need that
 server; the one PyPI TCP delay proxy found (``sloww`` 0.1.0) adds delays only. A
 downloaded binary cannot be fetched here. The three faults take ~250 lines of asyncio.
 
+Several upstreams (``FaultProxy(upstreams=[...])``): each new connection goes to
+the next one in turn (round-robin per connection, as the replicas' single
+address is), and a connection an upstream refuses is offered to the next, so a
+killed replica costs its clients nothing but their open connections.
+
 Bounded: the proxy listens only on 127.0.0.1 and stops (every connection
 closed, its thread joined) when its context ends or :meth:`FaultProxy.stop`.
 """
@@ -42,7 +47,7 @@ import enum
 import socket
 import struct
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
@@ -103,10 +108,24 @@ class _Conn:
 class FaultProxy:
     """A fault proxy to ``upstream`` (a loopback host and port)."""
 
-    def __init__(self, upstream: tuple[str, int], *, port: int = 0) -> None:
-        if not is_loopback(upstream[0]):
-            raise ProxyError(f"upstream {upstream[0]} is not a loopback address")
-        self.upstream = upstream
+    def __init__(
+        self,
+        upstream: tuple[str, int] | None = None,
+        *,
+        port: int = 0,
+        upstreams: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        chosen = [upstream] if upstream is not None else list(upstreams)
+        if not chosen:
+            raise ProxyError("no upstream given")
+        for host, _ in chosen:
+            if not is_loopback(host):
+                raise ProxyError(f"upstream {host} is not a loopback address")
+        self.upstream = chosen[0]
+        self.upstreams = chosen
+        self._next = 0  # the round-robin position
+        self._spread = [0] * len(chosen)  # connections forwarded to each upstream
+        self._failovers = 0
         self._requested_port = port
         self.port = 0
         self._faults = ProxyFaults()
@@ -154,6 +173,14 @@ class FaultProxy:
 
     def counters(self) -> ProxyCounters:
         return replace(self._counters, open=len(self._conns))
+
+    def spread(self) -> list[int]:
+        """Connections forwarded to each upstream, in ``upstreams`` order."""
+        return list(self._spread)
+
+    def failovers(self) -> int:
+        """Connections an upstream refused and the next one took."""
+        return self._failovers
 
     @property
     def address(self) -> tuple[str, int]:
@@ -246,7 +273,7 @@ class FaultProxy:
             self._fall_in(conn)
             await self._pump_up(conn, reader, None)
             return
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        up_reader, up_writer = await self._connect()
         conn.upstream = up_writer
         self._count(forwarded=1)
         up = asyncio.create_task(self._pump_up(conn, reader, up_writer))
@@ -256,6 +283,24 @@ class FaultProxy:
         if down in done:
             up.cancel()  # the service closed: the client's side goes too
         await asyncio.gather(up, down, return_exceptions=True)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The next upstream in turn; one that refuses passes the connection on."""
+        count = len(self.upstreams)
+        start = self._next
+        self._next = (start + 1) % count
+        for step in range(count):
+            index = (start + step) % count
+            try:
+                opened = await asyncio.open_connection(*self.upstreams[index])
+            except OSError:
+                if step == count - 1:
+                    raise  # every upstream refused: the client's connection ends
+                self._failovers += 1
+                continue
+            self._spread[index] += 1
+            return opened
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _pump_up(
         self, conn: _Conn, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter | None

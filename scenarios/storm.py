@@ -232,14 +232,19 @@ def run_storm(
     secrets: Sequence[str],
     config: StormConfig | None = None,
     *,
-    db: Path | None = None,
+    db: Path | str | None = None,
     progress: Callable[[StormProgress], None] | None = None,
     crasher: Crasher | None = None,
     kills: int = 0,
+    replicas: Sequence[str] = (),
 ) -> StormResult:
     """Run the storm against ``base_url`` (a ``--test-clock`` service) and judge it.
 
-    ``db``: the service's SQLite file, for the durability judges (else skipped).
+    ``replicas``: more base URLs of the same service (replicas on one database):
+    each attempt of a delivery goes to the next one after its previous attempt's
+    (a Stripe retry landing on another replica), and faults are set on all.
+    ``db``: the service's SQLite file, for the durability judges (else, or for a
+    database URL, skipped).
     ``crasher`` and ``kills``: kill -9 and restart the service at that many points
     spread over the storm (``scenarios.crash.run_crash_restart`` is the front)."""
     config = config or StormConfig()
@@ -248,12 +253,13 @@ def run_storm(
     target = Target(base_url, secrets)
     try:
         engine = _Engine(base_url, secrets, config, target.run, progress, crasher, kills)
+        engine.others = [url.rstrip("/") for url in replicas]
         started = time.perf_counter()
         asyncio.run(engine.run())
         wall = time.perf_counter() - started
         if config.settle_seconds > 0:
             time.sleep(config.settle_seconds)
-        return _judged(engine, target, db, wall)
+        return _judged(engine, target, db if isinstance(db, Path) else None, wall)
     finally:
         target.close()
 
@@ -338,6 +344,8 @@ class _Engine:
         self.start = 0.0
         self.outage_on = False
         self.acknowledged = 0
+        self.others: list[str] = []  # more replicas to spread the deliveries over
+        self.senders: list[Sender] = []  # one per replica, the first for base_url
 
     def elapsed_clock(self) -> float:
         return self.now - self.start
@@ -351,12 +359,15 @@ class _Engine:
             self.now = await self._read_clock()
             self.start = self.now
             self.stream = make_stream(cfg, self.now, self.tag)
-            sender = Sender(
-                self.base + routes.WEBHOOK,
-                SenderOptions(self.secrets, inject_failures=False),
-                clock=lambda: self.now,
-            )
-            await self._loop(sender, self.stream.deliveries)
+            self.senders = [
+                Sender(
+                    base + routes.WEBHOOK,
+                    SenderOptions(self.secrets, inject_failures=False),
+                    clock=lambda: self.now,
+                )
+                for base in [self.base, *self.others]
+            ]
+            await self._loop(self.senders[0], self.stream.deliveries)
             if self.outage_on:
                 await self._switch_outage(False)
 
@@ -410,8 +421,11 @@ class _Engine:
 
         async def one(index: int, attempt: int) -> Attempt:
             nonlocal answered
+            # One replica: always ``sender``; several: attempt n of a delivery on
+            # the replica after attempt n - 1's.
+            chosen = self.senders[(index + attempt) % len(self.senders)] if self.others else sender
             async with sem:
-                result = await sender.attempt(self.http, index, deliveries[index], attempt)
+                result = await chosen.attempt(self.http, index, deliveries[index], attempt)
             answered += 1
             if answered == kill_after and self.crasher is not None:
                 # Half the batch answered, the rest in flight or queued: kill -9 now.
@@ -491,11 +505,12 @@ class _Engine:
         else:
             request = FaultsRequest(db=DbFault(errors=on))
         body = request.model_dump(mode="json", exclude_none=True)
-        async with self.http.post(self.base + routes.HARNESS_FAULTS, json=body) as response:
-            if response.status != 200:
-                raise StormError(
-                    f"the service refused the {cfg.outage} outage fault: HTTP {response.status}"
-                )
+        for base in [self.base, *self.others]:  # faults live in each process
+            async with self.http.post(base + routes.HARNESS_FAULTS, json=body) as response:
+                if response.status != 200:
+                    raise StormError(
+                        f"{base} refused the {cfg.outage} outage fault: HTTP {response.status}"
+                    )
 
 
 def _clock_of(body: Any) -> float:

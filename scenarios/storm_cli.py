@@ -30,22 +30,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("kind", choices=["storm", "crash"])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duplicates", type=float, default=0.3, help="share delivered twice")
     parser.add_argument("--kills", type=int, default=5, help="crash only")
     parser.add_argument(
         "--outage-seconds", type=float, help="test-clock seconds of 5xx (storm: 120, crash: 0)"
     )
     parser.add_argument("--outage", choices=["webhook", "db"], default="webhook")
     parser.add_argument("--work", type=Path, help="where the database and log go (default: temp)")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="storm only: spread over N replicas on one database"
+    )
+    parser.add_argument(
+        "--db", help="storm only: a postgresql:// URL for the replicas (default: SQLite in --work)"
+    )
     args = parser.parse_args(argv)
     outage = args.outage_seconds
     if outage is None:
         outage = 120.0 if args.kind == "storm" else 0.0
     config = StormConfig(
-        events=args.events, seed=args.seed, outage_seconds=outage, outage=args.outage
+        events=args.events,
+        seed=args.seed,
+        outage_seconds=outage,
+        outage=args.outage,
+        duplicate_rate=args.duplicates,
     )
     work = args.work or Path(tempfile.mkdtemp(prefix=f"lh-{args.kind}-"))
     work.mkdir(parents=True, exist_ok=True)
     before = cpu_times()
+    if args.kind == "storm" and (args.replicas > 1 or args.db):
+        return _replicated(args, config, work, before)
     with ServiceProcess(work / "licensing.db", work / "service.log", pin=True) as service:
         show = _Shown(args.kind)
         try:
@@ -58,6 +71,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             show.close()
     print(json.dumps(_report(result, steal_pct(before, cpu_times()), work), indent=2))
+    return 0 if result.passed else 1
+
+
+def _replicated(args: argparse.Namespace, config: StormConfig, work: Path, before: object) -> int:
+    """The storm over ``--replicas`` processes on one database: each attempt of a
+    delivery on the replica after its previous attempt's."""
+    from scenarios.replicas import ReplicaSet
+
+    db: Path | str = args.db or work / "licensing.db"
+    with ReplicaSet(db, args.replicas, work, test_clock=True, pin=True) as replicas:
+        show = _Shown(f"storm over {args.replicas} replicas")
+        try:
+            result = run_storm(
+                replicas.urls[0],
+                replicas.secrets,
+                config,
+                db=db,
+                progress=show,
+                replicas=replicas.urls[1:],
+            )
+        finally:
+            show.close()
+    report = _report(result, steal_pct(before, cpu_times()), work)  # type: ignore[arg-type]
+    report["replicas"] = args.replicas
+    print(json.dumps(report, indent=2))
     return 0 if result.passed else 1
 
 

@@ -44,6 +44,7 @@ from licensing_service.service.faults import DbFaults
 from licensing_service.service.ports import (
     AuditEntry,
     CustomerRecord,
+    FailureRow,
     NewCustomer,
     NewEmail,
     QueuedEmail,
@@ -102,6 +103,7 @@ class MemoryTables:
     audit: list[AuditEntry] = field(default_factory=list)
     refunds: dict[str, int | None] = field(default_factory=dict)
     license_changes: list[str] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     next_id: int = 1
     # Bumped by every commit; a store that sees it move knows someone else committed.
     version: int = 0
@@ -473,8 +475,32 @@ class MemoryAudit:
         self._store.tables.audit.extend(entries)
 
 
+class MemoryRateLimits:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def record_failures(self, rows: Sequence[tuple[str, str, datetime]], replica: str) -> None:
+        tables = self._store.tables
+        for scope, key, at in rows:
+            tables.failures.append(FailureRow(tables.new_id(), scope, key, at, replica))
+
+    def failures_after(self, seq: int, limit: int) -> list[FailureRow]:
+        return [row for row in self._store.tables.failures if row.seq > seq][:limit]
+
+    def last_seq(self) -> int:
+        failures = self._store.tables.failures
+        return failures[-1].seq if failures else 0
+
+    def prune(self, before: datetime) -> int:
+        tables = self._store.tables
+        kept = [row for row in tables.failures if row.at >= before]
+        pruned = len(tables.failures) - len(kept)
+        tables.failures = kept
+        return pruned
+
+
 class MemoryUnitOfWork:
-    __slots__ = ("_store", "audit", "billing", "licenses", "outbox", "sessions")
+    __slots__ = ("_store", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -483,6 +509,7 @@ class MemoryUnitOfWork:
         self.billing = MemoryBilling(store)
         self.outbox = MemoryOutbox(store)
         self.audit = MemoryAudit(store)
+        self.rate_limits = MemoryRateLimits(store)
 
     def ping(self) -> None:
         self._store.ping()

@@ -32,6 +32,7 @@ from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSe
 from licensing_service.adapters.sqlite_audit import SqliteAudit
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
+from licensing_service.adapters.sqlite_rate_limits import SqliteRateLimits
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
 from licensing_service.service.faults import DbFaults
 
@@ -228,7 +229,7 @@ class _PgScope:
 
 
 class PgUnitOfWork:
-    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "sessions")
+    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
 
     def __init__(
         self, conn: PgConnection, cache: CustomerCache, deferred: DeferredValidations
@@ -239,6 +240,7 @@ class PgUnitOfWork:
         self.billing = PgBilling(conn, self.licenses)
         self.outbox = PgOutbox(conn)
         self.audit = SqliteAudit(conn)
+        self.rate_limits = SqliteRateLimits(conn)
 
     def ping(self) -> None:
         self._c.execute("SELECT 1").fetchone()

@@ -22,6 +22,7 @@ from licensing_service.adapters.sqlite_billing import SqliteBilling
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqlite_outbox import SqliteOutbox
+from licensing_service.adapters.sqlite_rate_limits import SqliteRateLimits
 from licensing_service.adapters.sqlite_sessions import SqliteSessions
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
 from licensing_service.service.faults import DbFaults
@@ -232,7 +233,7 @@ class SqliteUnitOfWork:
     for the store's life: a unit of work is the scope around it, not a new
     object per request (the hot path)."""
 
-    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "sessions")
+    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
 
     def __init__(
         self, conn: sqlite3.Connection, cache: CustomerCache, deferred: DeferredValidations
@@ -243,6 +244,7 @@ class SqliteUnitOfWork:
         self.billing = SqliteBilling(conn, self.licenses)
         self.outbox = SqliteOutbox(conn)
         self.audit = SqliteAudit(conn)
+        self.rate_limits = SqliteRateLimits(conn)
 
     def ping(self) -> None:
         self._c.execute("SELECT 1").fetchone()

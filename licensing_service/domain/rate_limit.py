@@ -42,6 +42,13 @@ class FailureLimiter:
                 self._failures.popitem(last=False)
         else:
             self._failures.move_to_end(key)
+        if times and now < times[-1]:
+            # Another replica's failure, learnt after later ones: keep the order
+            # that retry_after and _trim rely on (the last ``limit`` times).
+            ordered = sorted([*times, now])[-self.limit :]
+            times.clear()
+            times.extend(ordered)
+            return
         times.append(now)
 
     def _trim(self, times: deque[datetime], now: datetime) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from licensing_service.domain import cache_tiers
-from licensing_service.domain.breaker import CircuitBreaker
+from licensing_service.domain.breaker import BreakerState, CircuitBreaker
 from licensing_service.domain.cache_tiers import CacheTier
 from licensing_service.domain.credentials import hash_fingerprint, normalize_email, tokens_match
 from licensing_service.domain.rate_limit import FailureLimiter
@@ -53,6 +53,7 @@ from licensing_service.service.errors import (
 )
 from licensing_service.service.guard import Guarded, StoreGuard
 from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, UnitOfWork
+from licensing_service.service.shared_failures import SharedFailures
 from licensing_service.service.snapshot import Snapshot
 
 # Compared against when the email is unknown, so both failure paths do the
@@ -90,6 +91,15 @@ class SessionGranted:
 class Limits:
     per_ip: FailureLimiter
     per_email: FailureLimiter
+    # None: each process counts alone (one service process, or tests of the rule).
+    shared: SharedFailures | None = None
+
+    def failed(self, email: str, address: str, now: datetime) -> None:
+        self.per_email.record_failure(email, now)
+        self.per_ip.record_failure(address, now)
+        if self.shared is not None:
+            self.shared.note("email", email, now)
+            self.shared.note("ip", address, now)
 
 
 class LicensingService:
@@ -357,6 +367,27 @@ class LicensingService:
             raise
         return len(entries) + stamps
 
+    def share_failures(self, now: datetime) -> int:
+        """Write this replica's failed attempts and count the other replicas'
+        (``Limits.shared``); returns how many were learnt. Kept for the next
+        call when the database refuses."""
+        shared = self.limits.shared
+        # Not while the breaker is open or half-open: a background job must not
+        # spend the half-open trial that a request's answer depends on.
+        if shared is None or self.breaker.state is not BreakerState.CLOSED:
+            return 0
+        mine = shared.take()
+        limiters = {"email": self.limits.per_email, "ip": self.limits.per_ip}
+        try:
+            with self._tx(now, atomic=bool(mine)) as uow:
+                return shared.exchange(uow, mine, limiters, now)
+        except Unavailable:
+            shared.put_back(mine)
+            return 0
+        except BaseException:
+            shared.put_back(mine)
+            raise
+
     def has_backlog(self) -> bool:
         return bool(len(self.audit_buffer) or self.store.pending_writes())
 
@@ -407,8 +438,7 @@ class LicensingService:
     def _credential_failure(
         self, call: Call, email: str, customer_id: int | None, action: str
     ) -> None:
-        self.limits.per_email.record_failure(email, call.now)
-        self.limits.per_ip.record_failure(call.client_address or "-", call.now)
+        self.limits.failed(email, call.client_address or "-", call.now)
         self._audit(call, action, "invalid_credentials", customer_id)
         raise InvalidCredentials("Invalid email or unlock token")
 

@@ -230,6 +230,35 @@ class OutboxRepository(Protocol):
     def pending_count(self) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One failed credential attempt, as every replica shares it."""
+
+    seq: int  # the feed's order (commit order on SQLite)
+    scope: str  # "email" | "ip"
+    key: str
+    at: datetime
+    replica: str  # which process recorded it (it already counted it)
+
+
+class RateLimitRepository(Protocol):
+    """Failed credential attempts, shared by every replica on the database, so
+    that a brute force spread over several replicas meets one limit."""
+
+    def record_failures(self, rows: Sequence[tuple[str, str, datetime]], replica: str) -> None:
+        """Add ``(scope, key, at)`` failures recorded by ``replica``."""
+        ...
+
+    def failures_after(self, seq: int, limit: int) -> list[FailureRow]:
+        """The feed: failures with ``seq`` above the given one, in order."""
+        ...
+
+    def last_seq(self) -> int: ...
+    def prune(self, before: datetime) -> int:
+        """Forget failures older than ``before`` (outside every window)."""
+        ...
+
+
 class AuditRepository(Protocol):
     def record(self, entries: Sequence[AuditEntry]) -> None: ...
 
@@ -247,6 +276,8 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def rate_limits(self) -> RateLimitRepository: ...
 
     def ping(self) -> None:
         """Reach the database itself (a cached read proves nothing)."""

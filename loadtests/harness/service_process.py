@@ -115,7 +115,7 @@ class ServiceProcess:
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         log: Path,
         *,
         secret: str | None = None,
@@ -123,8 +123,12 @@ class ServiceProcess:
         argv: Sequence[str] | None = None,
         pin: bool = False,
         env: Mapping[str, str] | None = None,
+        test_clock: bool = True,
+        core: int = 0,
     ) -> None:
-        self.db = db
+        self.db = db  # a SQLite file, or a database URL (several replicas on one)
+        self.test_clock = test_clock
+        self.core = core
         self.log = log
         self.secret = secret or "whsec_rehearsal_" + secrets_module.token_hex(16)
         self.port = port or free_port()
@@ -152,10 +156,11 @@ class ServiceProcess:
             "LH_LOG_LEVEL": "warning",
             **self.env,
         }
-        cmd = [*self.argv, "serve", "--test-clock", "--port", str(self.port), "--db", str(self.db)]
+        clock = ["--test-clock"] if self.test_clock else []
+        cmd = [*self.argv, "serve", *clock, "--port", str(self.port), "--db", str(self.db)]
         with self.log.open("ab") as log:  # appended: every life of the service in one file
             self._process = subprocess.Popen(
-                pinned(cmd, 0, self.pin),
+                pinned(cmd, self.core, self.pin),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -173,6 +178,9 @@ class ServiceProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def restart(self) -> None:
         self.kill()

@@ -27,7 +27,7 @@ def _help(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]) 
 
 def test_every_part_has_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
     listed = set(re.findall(r"^ {4}(\w+) ", _help(cli.main, capsys), re.MULTILINE))
-    assert listed == {"serve", "seed", "stripe", "gate", "rehearse"}
+    assert listed == {"serve", "seed", "stripe", "gate", "rehearse", "replicas"}
 
 
 def test_the_service_command_has_only_the_service(capsys: pytest.CaptureFixture[str]) -> None:
