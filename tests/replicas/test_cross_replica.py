@@ -19,7 +19,7 @@ from loadtests.harness.provision import Credential, Provisioner, provision
 from scenarios.replicas import ReplicaSet
 from scenarios.storm import StormConfig, run_storm
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LICENSES = 100
 STARTS = 1_000

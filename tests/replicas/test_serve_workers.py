@@ -17,7 +17,7 @@ import pytest
 from licensing_service.contract import routes
 from tests.live import free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_serve_with_two_workers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
