@@ -44,6 +44,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module that sets ``STORES = ("sqlite", "postgres")`` runs its tests on
     each store: its ``server`` and ``make_server`` serve from that one."""
     stores = getattr(metafunc.module, "STORES", None)
+    if stores and metafunc.definition.get_closest_marker("before_the_store"):
+        stores = stores[:1]  # refused before any store is reached: one is enough
     if stores and "store_kind" in metafunc.fixturenames:
         metafunc.parametrize("store_kind", stores, indirect=True, scope="module")
 

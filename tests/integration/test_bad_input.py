@@ -34,6 +34,7 @@ def fields_named(response: httpx.Response) -> set[str]:
     return {f["field"] for f in body.get("fieldErrors") or []}
 
 
+@pytest.mark.before_the_store
 @pytest.mark.parametrize("path", POST_ROUTES)
 @pytest.mark.parametrize(
     "raw",
@@ -48,6 +49,7 @@ def test_malformed_bodies_are_400(client: httpx.Client, path: str, raw: bytes) -
     assert fields_named(response)
 
 
+@pytest.mark.before_the_store
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -109,6 +111,7 @@ def test_unified_names_the_bad_field(client: httpx.Client, body: Any, field: str
     assert any(line.startswith(field) for line in response.json()["error"]["message"])
 
 
+@pytest.mark.before_the_store
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
@@ -145,6 +148,7 @@ def test_other_routes_name_the_bad_field(
     assert field in fields_named(response)
 
 
+@pytest.mark.before_the_store
 @pytest.mark.parametrize("path", POST_ROUTES)
 def test_huge_bodies_are_413(client: httpx.Client, path: str) -> None:
     huge = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
@@ -169,12 +173,14 @@ def test_unicode_is_answered_not_crashed(client: httpx.Client, email: str) -> No
     assert response.status_code in (400, 401), response.text
 
 
+@pytest.mark.before_the_store
 def test_lone_surrogates_are_refused_cleanly(client: httpx.Client) -> None:
     raw = b'{"operation": "validate", "credentials": {"email": "a@b.co", "token": "\\ud800"}}'
     response = client.post(paths.VALIDATE_UNIFIED, content=raw)
     assert response.status_code in (400, 401), response.text
 
 
+@pytest.mark.before_the_store
 def test_unknown_route_and_wrong_method(client: httpx.Client) -> None:
     missing = client.get("/nope")
     assert missing.status_code == 404 and error_code(missing) == "NOT_FOUND"
