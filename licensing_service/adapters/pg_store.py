@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from licensing_service.adapters.pg_connection import PgConn, PgConnection
 from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
+from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
@@ -245,45 +246,5 @@ class PgUnitOfWork:
     def ping(self) -> None:
         self._c.execute("SELECT 1").fetchone()
 
-    def savepoint(self) -> _PgSavepoint:
-        return _PgSavepoint(self._c, self.licenses)
-
-
-class _PgSavepoint:
-    """SAVEPOINT ... RELEASE inside the scope's transaction; on an error ROLLBACK
-    TO (PostgreSQL refuses every later statement of a transaction with a failed
-    statement until then), and the cached rows it touched are dropped."""
-
-    __slots__ = ("_c", "_licenses")
-
-    def __init__(self, conn: PgConnection, licenses: SqliteLicenses) -> None:
-        self._c = conn
-        self._licenses = licenses
-
-    def __enter__(self) -> None:
-        try:
-            self._c.execute("SAVEPOINT unit")
-        except psycopg.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> Literal[False]:
-        try:
-            if kind is None:
-                self._c.execute("RELEASE SAVEPOINT unit")
-                return False
-            self._c.execute("ROLLBACK TO SAVEPOINT unit")
-            self._c.execute("RELEASE SAVEPOINT unit")
-        except psycopg.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        finally:
-            if kind is not None:
-                self._licenses.evict_touched()
-        mapped = _mapped(error) if error is not None else None
-        if mapped is not None:
-            raise mapped from error
-        return False
+    def savepoint(self) -> Savepoint:
+        return Savepoint(self._c, self.licenses, psycopg.Error, _mapped)

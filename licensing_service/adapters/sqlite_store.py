@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
 from licensing_service.adapters.sqlite_billing import SqliteBilling
 from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
@@ -249,46 +250,13 @@ class SqliteUnitOfWork:
     def ping(self) -> None:
         self._c.execute("SELECT 1").fetchone()
 
-    def savepoint(self) -> _Savepoint:
-        return _Savepoint(self._c, self.licenses)
+    def savepoint(self) -> Savepoint:
+        return Savepoint(self._c, self.licenses, sqlite3.Error, _mapped)
 
 
-class _Savepoint:
-    """SAVEPOINT ... RELEASE; on an error ROLLBACK TO, and the cached rows it
-    touched are dropped (the transaction's others too: a cache miss is cheap)."""
-
-    __slots__ = ("_c", "_licenses")
-
-    def __init__(self, conn: sqlite3.Connection, licenses: SqliteLicenses) -> None:
-        self._c = conn
-        self._licenses = licenses
-
-    def __enter__(self) -> None:
-        try:
-            self._c.execute("SAVEPOINT unit")
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> Literal[False]:
-        conn = self._c
-        try:
-            if kind is None:
-                conn.execute("RELEASE unit")
-                return False
-            conn.execute("ROLLBACK TO unit")
-            conn.execute("RELEASE unit")
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        finally:
-            if kind is not None:
-                self._licenses.evict_touched()
-        if isinstance(error, sqlite3.IntegrityError):
-            raise ConstraintViolation(str(error)) from error
-        if isinstance(error, sqlite3.Error):
-            raise StorageUnavailable(str(error)) from error
-        return False
+def _mapped(error: BaseException) -> BaseException | None:
+    if isinstance(error, sqlite3.IntegrityError):
+        return ConstraintViolation(str(error))
+    if isinstance(error, sqlite3.Error):
+        return StorageUnavailable(str(error))
+    return None
