@@ -8,31 +8,22 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
-import stripe
 
 from fixtures.stripe.fake_api import FakeStripe
 from licensing_service.contract import routes
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
+from tests.routed_stripe import FAKE_BASE, routed_fake_stripe
 
 # Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
 STORES = ("sqlite", "postgres")
 
-FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_routes_0000"
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
-    async def no_sleep(self: stripe.HTTPXClient, seconds: float) -> None:
-        del self, seconds  # the library's retry backoff, skipped
-
-    monkeypatch.setattr(stripe.HTTPXClient, "sleep_async", no_sleep)
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the service under test
-        fake = FakeStripe(FAKE_BASE, api_key=KEY)
-        fake.install(router)
+    with routed_fake_stripe(monkeypatch, KEY) as fake:
         yield fake
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
-import stripe
 
 from fixtures.stripe.api_server import DEFAULT_KEY, FakeStripeServer
 from fixtures.stripe.fake_api import FakeStripe
@@ -20,13 +18,13 @@ from licensing_service.contract.models import Health, UnifiedError
 from licensing_service.service.outbox import DeliveryReport
 from tests.conftest import Customer, add_customer
 from tests.live import LiveServer
+from tests.routed_stripe import FAKE_BASE, routed_fake_stripe
 from tests.shapes import error_code, shaped
 from tests.stripe_story import five_event_story, license_row, post_event
 
 # Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
 STORES = ("sqlite", "postgres")
 
-FAKE_BASE = "https://stripe.fake"
 KEY = "sk_test_faults_0000"
 
 
@@ -299,14 +297,7 @@ def test_without_the_test_clock_there_is_no_fault_anywhere(
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
-    async def no_sleep(self: stripe.HTTPXClient, seconds: float) -> None:
-        del self, seconds  # the library's retry backoff, skipped
-
-    monkeypatch.setattr(stripe.HTTPXClient, "sleep_async", no_sleep)
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the service under test
-        fake = FakeStripe(FAKE_BASE, api_key=KEY)
-        fake.install(router)
+    with routed_fake_stripe(monkeypatch, KEY) as fake:
         yield fake
 
 
