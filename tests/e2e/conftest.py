@@ -10,13 +10,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from licensing_service.service.licensing import LicensingService
 from tests.live import free_port
 
 CLI = [sys.executable, "-m", "licensing_harness"]
+
+
+def slow_down_validation(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The variant a latency threshold must catch: every validation of an
+    in-process server takes ``seconds`` longer."""
+    original = LicensingService.validate
+
+    def slow_validate(self: LicensingService, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LicensingService, "validate", slow_validate)
 
 
 @dataclass

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from licensing_service.service.licensing import LicensingService
+from loadtests.harness.cluster import Distribution
 from loadtests.harness.gate import GateOptions, main
 from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.e2e.conftest import slow_down_validation
 from tests.live import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -55,7 +57,11 @@ webhook_idempotency = false
 
 
 def run_gate(
-    server: LiveServer, tmp_path: Path, config: str = CONFIG, out: io.StringIO | None = None
+    server: LiveServer,
+    tmp_path: Path,
+    config: str = CONFIG,
+    distribution: Distribution | None = None,
+    out: io.StringIO | None = None,
 ) -> tuple[int, dict[str, Any]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "gate.toml"
@@ -68,11 +74,12 @@ def run_gate(
             report_dir=report,
             webhook_secrets=(TEST_WEBHOOK_SECRET,),
             pin=False,  # never pin the test process
+            distribution=distribution if distribution is not None else Distribution(),
             out=out if out is not None else io.StringIO(),
         )
     )
-    summary = json.loads((report / "summary.json").read_text()) if code != 2 else {}
-    return code, summary
+    written = report / "summary.json"  # none when the gate could not run at all
+    return code, json.loads(written.read_text()) if written.exists() else {}
 
 
 def verdict(summary: dict[str, Any], name: str) -> str:
@@ -98,13 +105,7 @@ def test_150_ms_added_to_validation_fails_the_latency_threshold(
     make_server: Callable[..., LiveServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = make_server()
-    original = LicensingService.validate
-
-    def slow_validate(self: LicensingService, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.150)  # the variant: 150 ms more per validation
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(LicensingService, "validate", slow_validate)
+    slow_down_validation(monkeypatch, seconds=0.150)
     code, summary = run_gate(server, tmp_path)
     assert code == 1
     assert verdict(summary, "validate p99 <= 100 ms") == "fail"

@@ -9,7 +9,6 @@ fails the gate; and a worker that never comes ends the run at its bound, exit 2.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -25,12 +24,10 @@ from typing import Any
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from licensing_service.service.licensing import LicensingService
 from loadtests.harness.cluster import Distribution
-from loadtests.harness.gate import GateOptions, main
 from loadtests.harness.histograms import EndpointHistograms
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.e2e.test_gate import CONFIG, verdict
+from tests.e2e.conftest import slow_down_validation
+from tests.e2e.test_gate import CONFIG, run_gate, verdict
 from tests.live import LiveServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,27 +42,6 @@ MIXED = (
     .replace('warmup = "1s"', 'warmup = "0s"')
     .replace("[checks]", '[[threshold]]\nselect = "*"\nmetric = "error_rate"\nmax = 0\n\n[checks]')
 )
-
-
-def run_gate(
-    server: LiveServer, tmp_path: Path, config: str, distribution: Distribution
-) -> tuple[int, dict[str, Any]]:
-    path = tmp_path / "gate.toml"
-    path.write_text(config)
-    report = tmp_path / "report"
-    code = main(
-        GateOptions(
-            target=server.url,
-            config=path,
-            report_dir=report,
-            webhook_secrets=(TEST_WEBHOOK_SECRET,),
-            pin=False,
-            distribution=distribution,
-            out=io.StringIO(),
-        )
-    )
-    written = report / "summary.json"  # none when the gate could not run at all
-    return code, json.loads(written.read_text()) if written.exists() else {}
 
 
 def start_workers(tmp_path: Path, port: int, count: int) -> list[subprocess.Popen[bytes]]:
@@ -189,13 +165,7 @@ def test_a_slow_service_fails_the_distributed_gate(
     make_server: Callable[..., LiveServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = make_server()
-    original = LicensingService.validate
-
-    def slow_validate(self: LicensingService, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.150)  # the variant: 150 ms more per validation
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(LicensingService, "validate", slow_validate)
+    slow_down_validation(monkeypatch, seconds=0.150)
     code, summary = run_gate(server, tmp_path, CONFIG, Distribution(local_workers=2))
     assert code == 1
     assert verdict(summary, "validate p99 <= 100 ms") == "fail"
