@@ -163,3 +163,24 @@ def test_a_rolled_back_write_leaves_no_trace_in_the_cache(store: SqliteStore) ->
     with pytest.raises(RuntimeError):
         switch_then_fail()
     assert read(store).machine_fingerprint is None
+
+
+def test_a_failed_commit_leaves_no_trace_in_the_cache(store: SqliteStore) -> None:
+    record = read(store)
+    conn = store.connection()
+
+    def change_then_fail_at_commit() -> None:
+        with store.transaction() as uow:
+            # Foreign keys checked at COMMIT (for this transaction only), then broken:
+            # the COMMIT itself fails, after every statement succeeded.
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+            uow.licenses.set_status(record.id, "inactive", T0)
+            assert uow.licenses.by_email("a@x.test").subscription_status == "inactive"
+            conn.execute(
+                "INSERT INTO active_sessions (session_id, customer_id, status, started_at,"
+                " last_heartbeat) VALUES ('s-1', 999999, 'ended', 't', 't')"
+            )
+
+    with pytest.raises(StorageUnavailable):
+        change_then_fail_at_commit()
+    assert read(store).subscription_status == "active"
