@@ -31,11 +31,12 @@ Invalidation, the stores' whole vocabulary (they never reach inside):
   last-known-good records stay. ``data_version`` moves on every commit of
   another worker, its 50 ms audit flush included, so dropping them there would
   leave a multi-worker service nothing to answer from when the database goes.
-  The changes a degraded answer depends on (status, period end) are written
-  to the feed in the same transaction as the change, and the store reads the
-  feed in the same step, calling ``invalidate(emails)``. (A change made
-  behind the service's back is in PostgreSQL's feed by a trigger; on SQLite it
-  is not, and only the fresh rows learn of it.)
+  The change a degraded answer turns on, a status change, is written to the
+  feed in the same transaction as the change, and the store reads the feed
+  in the same step, calling ``invalidate(emails)``. (On PostgreSQL a trigger
+  feeds every change to a customer row but its stamps, whoever makes it; on
+  SQLite the feed holds the service's status changes only, so a change made
+  behind the service's back reaches the fresh rows, not these records.)
 * ``wrote(customer_id)``: this process wrote the row: the fresh row goes, and
   the id is remembered until the unit of work ends.
 * ``committed()`` / ``rolled_back()``: the unit ended. A rollback drops every
@@ -46,7 +47,7 @@ Invalidation, the stores' whole vocabulary (they never reach inside):
 
 Per process, single-threaded (one serving connection), bounded: fresh rows
 are dropped all at once when full (a re-warm is cheaper than LRU bookkeeping
-on every hit), last-known-good records oldest-first.
+on every hit), last-known-good records least recently confirmed first.
 """
 
 from __future__ import annotations
