@@ -35,6 +35,7 @@ from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.checkout import CheckoutService, ReturnUrls
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import LicensingError
 from licensing_service.service.faults import (
     DbFaults,
@@ -47,7 +48,6 @@ from licensing_service.service.licensing import LicensingService, Limits
 from licensing_service.service.outbox import Deliverer, EmailTransport
 from licensing_service.service.ports import BillingApi, CheckoutPrice, Clock, Store
 from licensing_service.service.shared_failures import SharedFailures
-from licensing_service.service.snapshot import Snapshot
 from licensing_service.service.webhook_batch import WebhookBatcher
 from licensing_service.service.webhooks import WebhookService
 
@@ -77,8 +77,14 @@ class Parts:
     webhooks: WebhookService
 
 
-def open_store(settings: Settings, clock: Clock, faults: DbFaults | None = None) -> Store:
-    """The store ``settings.db`` names, migrated (the drivers load only when used)."""
+def open_store(
+    settings: Settings,
+    clock: Clock,
+    faults: DbFaults | None = None,
+    view: CustomerView | None = None,
+) -> Store:
+    """The store ``settings.db`` names, migrated (the drivers load only when used),
+    keeping ``view`` coherent (None: a view of its own, for tools that serve nothing)."""
     target = settings.db
     if isinstance(target, PostgresTarget):
         from licensing_service.adapters import pg_migrations
@@ -91,12 +97,14 @@ def open_store(settings: Settings, clock: Clock, faults: DbFaults | None = None)
         except Exception:
             connections.close()
             raise
-        return PgStore(connections, faults=faults)
+        return PgStore(connections, faults=faults, view=view)
     from licensing_service.adapters.sqlite_migrations import migrate
     from licensing_service.adapters.sqlite_store import SqliteStore
 
     target.path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(target.path, faults=faults, busy_timeout_ms=settings.db_timeout_ms)
+    store = SqliteStore(
+        target.path, faults=faults, view=view, busy_timeout_ms=settings.db_timeout_ms
+    )
     migrate(store.connection(), clock.now())
     return store
 
@@ -140,7 +148,8 @@ def reset_test_clock(db: DbTarget | Path) -> None:
         SharedFileOffset(path).put(0)
 
 
-def build_service(settings: Settings, store: Store) -> LicensingService:
+def build_service(settings: Settings, store: Store, view: CustomerView) -> LicensingService:
+    """``view``: the one the store keeps coherent."""
     window = timedelta(seconds=settings.rate_limit_window_seconds)
     return LicensingService(
         store,
@@ -157,7 +166,7 @@ def build_service(settings: Settings, store: Store) -> LicensingService:
             shared=SharedFailures(window),
         ),
         AuditBuffer(),
-        Snapshot(),
+        view,
     )
 
 
@@ -254,12 +263,13 @@ def create_app(
         http_path = http_path_of(settings, {})
     clock = clock or default_clock(settings)
     db_faults = DbFaults(settings.db_timeout_ms) if settings.test_clock else None
-    store = open_store(settings, clock, db_faults)
+    # What this process knows about customers: the store keeps it coherent
+    # with other processes' commits, the service answers from it.
+    view = CustomerView()
+    store = open_store(settings, clock, db_faults, view)
     # Harness mode only: in production nothing is wrapped and nothing checked.
     faults = Faults(db_faults, write_lock(settings.db)) if db_faults is not None else None
-    service = build_service(settings, store)
-    # Other worker processes' status changes drop this process's snapshot entries.
-    store.watch_license_changes(service.snapshot.discard)
+    service = build_service(settings, store, view)
     client = None
     if transport is None:
         transport, client = build_transport(settings)

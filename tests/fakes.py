@@ -12,9 +12,9 @@ from licensing_service.adapters.memory import MemoryStore
 from licensing_service.domain.breaker import CircuitBreaker
 from licensing_service.domain.rate_limit import FailureLimiter
 from licensing_service.service.audit import AuditBuffer
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.licensing import Call, LicensingService, Limits
 from licensing_service.service.ports import CustomerRecord, NewCustomer
-from licensing_service.service.snapshot import Snapshot
 from licensing_service.service.webhooks import WebhookService
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,7 +62,8 @@ class Rig:
 
 def rig(start: datetime = T0) -> Rig:
     clock = ManualClock(start)
-    store = MemoryStore()
+    view = CustomerView()
+    store = MemoryStore(view=view)
     window = timedelta(minutes=15)
     service = LicensingService(
         store,
@@ -72,8 +73,7 @@ def rig(start: datetime = T0) -> Rig:
             per_email=FailureLimiter(RATE_LIMIT, window),
         ),
         AuditBuffer(),
-        Snapshot(),
+        view,
     )
-    store.watch_license_changes(service.snapshot.discard)
     webhooks = WebhookService(service, [WEBHOOK_SECRET])
     return Rig(clock, store, service, webhooks)

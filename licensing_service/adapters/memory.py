@@ -13,7 +13,7 @@ Stateful and faithful to the SQLite adapter where the service can tell
   NOTHING`` is;
 * two stores built on one :class:`MemoryTables` behave like two worker
   processes on one database file: each sees the other's commits, and the
-  ``license_changes`` feed reaches the other's listener.
+  ``license_changes`` feed reaches the other's customer view.
 
 :attr:`MemoryStore.faults` rehearses an outage (every scope refused or slowed,
 through the same :class:`~licensing_service.service.faults.DbFaults` gate as
@@ -32,13 +32,13 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
-from licensing_service.adapters.sqlite_cache import DeferredValidations
 from licensing_service.adapters.sqltime import opt_to_db, to_db
 from licensing_service.domain.billing import BillingState
 from licensing_service.domain.credentials import normalize_email
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
 from licensing_service.domain.stripe_events import Refund
 from licensing_service.domain.subscription import SubscriptionStatus
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
 from licensing_service.service.faults import DbFaults
 from licensing_service.service.ports import (
@@ -138,7 +138,7 @@ class MemoryLicenses:
         return self._store.tables.customers
 
     def _read(self, row: CustomerRow | None) -> CustomerRecord | None:
-        return None if row is None else self._store.deferred.overlay(row.record)
+        return None if row is None else self._store.view.overlay(row.record)
 
     def _update(self, customer_id: int, **changes: Any) -> None:
         row = self._rows().get(customer_id)
@@ -165,10 +165,10 @@ class MemoryLicenses:
         return customer_id
 
     def record_validation(self, customer_id: int, now: datetime) -> None:
-        self._store.deferred.add(customer_id, now)
+        self._store.view.stamp(customer_id, now)
 
     def flush_validations(self, limit: int | None = None) -> int:
-        batch = self._store.deferred.take(limit)
+        batch = self._store.view.take_stamps(limit)
         for customer_id, when in batch.items():
             self._update(customer_id, last_validation=when, last_seen=when)
         return len(batch)
@@ -316,7 +316,7 @@ class MemoryBilling:
     def _find(self, test: Callable[[CustomerRow], bool]) -> CustomerRecord | None:
         for row in self._tables().customers.values():
             if test(row):
-                return self._store.deferred.overlay(row.record)
+                return self._store.view.overlay(row.record)
         return None
 
     def license_for(self, stripe_customer_id: str, email: str | None) -> CustomerRecord | None:
@@ -549,17 +549,23 @@ class MemoryStore:
     On the one shared connection a nested scope would commit or roll back
     its caller's work, so the service must never open one."""
 
-    def __init__(self, tables: MemoryTables | None = None, faults: DbFaults | None = None) -> None:
+    def __init__(
+        self,
+        tables: MemoryTables | None = None,
+        faults: DbFaults | None = None,
+        view: CustomerView | None = None,
+    ) -> None:
         self.tables = tables if tables is not None else MemoryTables()
         self.faults = faults or DbFaults()
-        self.deferred = DeferredValidations()
+        # Holds no fresh rows here (the tables are read each time); stamps and
+        # last-known-good records are kept and invalidated as on SQLite.
+        self.view = view if view is not None else CustomerView()
         self.scopes_opened = 0
         self.in_scope = False
         # Reads answer, write transactions fail (a full disk, a lock held elsewhere).
         self.fail_transactions = False
         self._uow = MemoryUnitOfWork(self)
-        self._listener: Callable[[list[str]], None] | None = None
-        self._feed_cursor = 0
+        self._feed_cursor = len(self.tables.license_changes)
         self._seen_version = self.tables.version
 
     def transaction(self) -> _MemoryScope:
@@ -572,13 +578,6 @@ class MemoryStore:
         if self.faults.active:
             self.faults.enter()
 
-    def pending_writes(self) -> int:
-        return len(self.deferred)
-
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
-        self._feed_cursor = len(self.tables.license_changes)
-        self._listener = listener
-
     def close(self) -> None:
         """Nothing to release; kept for the port."""
 
@@ -588,8 +587,9 @@ class MemoryStore:
         self._seen_version = self.tables.version
         changes = self.tables.license_changes[self._feed_cursor :]
         self._feed_cursor = len(self.tables.license_changes)
-        if changes and self._listener is not None:
-            self._listener(changes)
+        self.view.invalidate_all()
+        if changes:
+            self.view.invalidate(changes)
 
     def _committed(self) -> None:
         self.tables.version += 1
@@ -629,11 +629,11 @@ class _MemoryScope:
         store = self._store
         store.in_scope = False
         if kind is None:
-            store.deferred.settle()
+            store.view.committed()
         else:
             if self._before is not None:
                 _restore(store.tables, self._before)
-            store.deferred.restore()
+            store.view.rolled_back()
         store._committed()
         return False
 

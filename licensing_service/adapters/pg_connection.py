@@ -2,7 +2,7 @@
 
 One object per store, bound to the pool connection of the current unit of
 work (``bind``/``unbind``); the connection is taken from the pool lazily, at
-the first statement, so a validation answered from the CustomerCache never
+the first statement, so a validation answered from the customer view never
 touches the pool. Parameters in the shared queries are SQLite style (``?``
 and ``:name``); each query is translated once to psycopg's and cached.
 """

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from time import monotonic
 from types import TracebackType
 from typing import Literal
 
@@ -31,20 +32,21 @@ from licensing_service.adapters.pg_connection import PgConn, PgConnection
 from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
 from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
-from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqlite_rate_limits import SqliteRateLimits
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
 from licensing_service.service.faults import DbFaults
 
 log = logging.getLogger(__name__)
 
-# THE INVALIDATION BOUND. A replica's CustomerCache and breaker snapshot see a
-# license change committed by another replica at its first unit of work that
-# starts at least this long after its last look at the ``license_changes``
-# feed (one indexed read: "anything after my cursor?"): a suspension reaches
-# every replica's validations within 50 ms of its commit (plus the time the
-# next request takes to arrive). Why a polled feed and not LISTEN/NOTIFY:
+# THE INVALIDATION BOUND. A replica's customer view (fresh rows and
+# last-known-good records, service/customer_view.py) sees a license change
+# committed by another replica at its first unit of work that starts at least
+# this long after its last look at the ``license_changes`` feed (one indexed
+# read: "anything after my cursor?"): a suspension reaches every replica's
+# validations within 50 ms of its commit (plus the time the next request
+# takes to arrive). Why a polled feed and not LISTEN/NOTIFY:
 # notifications need a connection held out of the pool and a reader beside the
 # synchronous hot path, and are lost while that connection is down (after a
 # restart every cache would have to be dropped blind); the feed is read in the
@@ -80,20 +82,21 @@ class PgStore:
         connections: ConnectionPool[PgConn],
         *,
         faults: DbFaults | None = None,
-        cache: CustomerCache | None = None,
+        view: CustomerView | None = None,
+        revalidate_seconds: float = CACHE_BOUND_SECONDS,
+        monotonic: Callable[[], float] = monotonic,
         feed: bool = True,
     ) -> None:
         self.pool = connections
         self.faults = faults or DbFaults()
-        self.cache = (
-            cache if cache is not None else CustomerCache(revalidate_seconds=CACHE_BOUND_SECONDS)
-        )
-        self.deferred = DeferredValidations()
+        self.view = view if view is not None else CustomerView()
         # Off only in the test that shows what the feed is for.
         self._feed = feed
+        self._revalidate_seconds = revalidate_seconds
+        self._monotonic = monotonic
+        self._checked_at = float("-inf")
         self._sql = PgConnection(self._acquire)
-        self._uow = PgUnitOfWork(self._sql, self.cache, self.deferred)
-        self._change_listener: Callable[[list[str]], None] | None = None
+        self._uow = PgUnitOfWork(self._sql, self.view)
         self._change_cursor = self._latest_change()
         self._atomic = False
 
@@ -104,13 +107,6 @@ class PgStore:
 
     def autocommit(self) -> _PgScope:
         return _PgScope(self, atomic=False)
-
-    def pending_writes(self) -> int:
-        return len(self.deferred)
-
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
-        self._change_cursor = self._latest_change()
-        self._change_listener = listener
 
     def ping(self) -> None:
         """Probe the database (health checks); the scope applies injected faults once."""
@@ -149,18 +145,15 @@ class PgStore:
         return int(row[0]) if row else 0
 
     def read_license_changes(self) -> None:
-        """Drop what the cache holds about licenses changed since the cursor,
-        and tell the listener (the breaker snapshot)."""
+        """The view forgets the licenses changed since the cursor."""
         rows = self._sql.execute(
             "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
             (self._change_cursor,),
         ).fetchall()
-        emails = [row[1] for row in rows]
-        self.cache.revalidated(emails)
+        self._checked_at = self._monotonic()
         if rows:
             self._change_cursor = rows[-1][0]
-            if self._change_listener is not None:
-                self._change_listener(emails)
+            self.view.invalidate([row[1] for row in rows])
 
 
 def _mapped(error: BaseException) -> BaseException | None:
@@ -183,7 +176,7 @@ class _PgScope:
         if store.faults.active:
             store.faults.enter()
         store._atomic = self._atomic
-        if store._feed and store.cache.due():
+        if store._feed and store._monotonic() - store._checked_at >= store._revalidate_seconds:
             try:
                 store.read_license_changes()
             except psycopg.Error as exc:
@@ -211,18 +204,15 @@ class _PgScope:
             try:
                 self._end(commit=True)
             except psycopg.Error as exc:
-                store.deferred.restore()
-                store._uow.licenses.evict_touched()
+                store.view.rolled_back()
                 mapped = _mapped(exc)
                 assert mapped is not None
                 raise mapped from exc
-            store.deferred.settle()
-            store._uow.licenses.forget_touched()
+            store.view.committed()
             return False
         with contextlib.suppress(psycopg.Error):
             self._end(commit=False)
-        store.deferred.restore()
-        store._uow.licenses.evict_touched()
+        store.view.rolled_back()
         mapped = _mapped(error) if error is not None else None
         if mapped is not None:
             raise mapped from error
@@ -230,13 +220,12 @@ class _PgScope:
 
 
 class PgUnitOfWork:
-    __slots__ = ("_c", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
+    __slots__ = ("_c", "_view", "audit", "billing", "licenses", "outbox", "rate_limits", "sessions")
 
-    def __init__(
-        self, conn: PgConnection, cache: CustomerCache, deferred: DeferredValidations
-    ) -> None:
+    def __init__(self, conn: PgConnection, view: CustomerView) -> None:
         self._c = conn
-        self.licenses = SqliteLicenses(conn, cache, deferred)
+        self._view = view
+        self.licenses = SqliteLicenses(conn, view)
         self.sessions = PgSessions(conn)
         self.billing = PgBilling(conn, self.licenses)
         self.outbox = PgOutbox(conn)
@@ -247,4 +236,4 @@ class PgUnitOfWork:
         self._c.execute("SELECT 1").fetchone()
 
     def savepoint(self) -> Savepoint:
-        return Savepoint(self._c, self.licenses, psycopg.Error, _mapped)
+        return Savepoint(self._c, self._view, psycopg.Error, _mapped)

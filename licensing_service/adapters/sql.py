@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import StorageUnavailable
 
 
@@ -28,28 +29,24 @@ class Sql(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows: ...
 
 
-class _EvictsTouched(Protocol):
-    def evict_touched(self) -> None: ...
-
-
 class Savepoint:
     """SAVEPOINT ... RELEASE inside a unit's transaction, on either database; on
     an error ROLLBACK TO (PostgreSQL refuses every later statement of a
-    transaction with a failed one until then), and the cached rows the unit
-    touched are dropped (the transaction's others too: a cache miss is cheap).
+    transaction with a failed one until then), and the customer view drops the
+    rows the unit wrote (the transaction's others too: a cache miss is cheap).
     ``mapped`` turns the driver's error into ours (None: not the driver's)."""
 
-    __slots__ = ("_c", "_driver_error", "_licenses", "_mapped")
+    __slots__ = ("_c", "_driver_error", "_mapped", "_view")
 
     def __init__(
         self,
         sql: Sql,
-        licenses: _EvictsTouched,
+        view: CustomerView,
         driver_error: type[BaseException],
         mapped: Callable[[BaseException], BaseException | None],
     ) -> None:
         self._c = sql
-        self._licenses = licenses
+        self._view = view
         self._driver_error = driver_error
         self._mapped = mapped
 
@@ -75,7 +72,7 @@ class Savepoint:
             raise StorageUnavailable(str(exc)) from exc
         finally:
             if kind is not None:
-                self._licenses.evict_touched()
+                self._view.rolled_back_to_savepoint()
         mapped = self._mapped(error) if error is not None else None
         if mapped is not None:
             raise mapped from error

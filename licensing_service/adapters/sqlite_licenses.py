@@ -1,9 +1,10 @@
-"""SQLite side of licenses (the ``customers`` table), with the serving
-connection's row cache and deferred validation stamps (see sqlite_cache).
+"""SQLite side of licenses (the ``customers`` table), reading through the
+process's customer view (fresh rows, deferred validation stamps: see
+``service/customer_view.py``).
 
 Every write to ``customers`` goes through :meth:`SqliteLicenses.write`, which
-drops the cached row and remembers it, so a rolled-back unit evicts it too;
-the billing repository writes customers through it as well.
+tells the view (``wrote``), so a rolled-back unit drops the row too; the
+billing repository writes customers through it as well.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from licensing_service.adapters.sql import Sql
-from licensing_service.adapters.sqlite_cache import CustomerCache, DeferredValidations
 from licensing_service.adapters.sqltime import from_db, opt_to_db, to_db
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.ports import CustomerRecord, NewCustomer
 
 _CUSTOMER_COLUMNS = (
@@ -42,48 +43,30 @@ def _customer(row: tuple[Any, ...] | None) -> CustomerRecord | None:
 
 
 class SqliteLicenses:
-    def __init__(self, conn: Sql, cache: CustomerCache, deferred: DeferredValidations) -> None:
+    def __init__(self, conn: Sql, view: CustomerView) -> None:
         self._c = conn
-        self._cache = cache
-        self._deferred = deferred
-        # Customers written in the current scope: evicted from the cache if it rolls back.
-        self._touched: set[int] = set()
-
-    # ------------------------------------------------- the unit's lifecycle
-
-    def forget_touched(self) -> None:
-        self._touched.clear()
-
-    def evict_touched(self) -> None:
-        for customer_id in self._touched:
-            self._cache.discard_id(customer_id)
-        self._touched.clear()
+        self._view = view
 
     def write(self, customer_id: int, sql: str, params: tuple[Any, ...]) -> None:
-        """Run a write to ``customers``; the cached row is dropped."""
+        """Run a write to ``customers``; the view drops the row."""
         self._c.execute(sql, params)
-        self._cache.discard_id(customer_id)
-        self._touched.add(customer_id)
+        self._view.wrote(customer_id)
 
     def where(self, condition: str, params: tuple[Any, ...]) -> CustomerRecord | None:
-        """One customer by an SQL condition, read through (never from the cache)."""
+        """One customer by an SQL condition, read through (never from the view's rows)."""
         sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE {condition}"
         record = _customer(self._c.execute(sql, params).fetchone())
-        return None if record is None else self._deferred.overlay(record)
+        return None if record is None else self._view.overlay(record)
 
     # ----------------------------------------------------------- the port
 
     def by_email(self, email: str) -> CustomerRecord | None:
-        cached = self._cache.get(email)
-        if cached is not None:
-            return cached
+        fresh = self._view.row(email)
+        if fresh is not None:
+            return fresh
         sql = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE email = ?"
         record = _customer(self._c.execute(sql, (email,)).fetchone())
-        if record is None:
-            return None
-        record = self._deferred.overlay(record)
-        self._cache.put(record)
-        return record
+        return None if record is None else self._view.remember(record)
 
     def by_id(self, customer_id: int) -> CustomerRecord | None:
         return self.where("id = ?", (customer_id,))
@@ -113,16 +96,15 @@ class SqliteLicenses:
         ).fetchone()
         new_id = int(row[0])
         # A rollback must drop the row if a later read of the same unit cached it.
-        self._touched.add(new_id)
+        self._view.wrote(new_id)
         return new_id
 
     def record_validation(self, customer_id: int, now: datetime) -> None:
-        """Deferred: group-committed by ``flush_validations`` (see sqlite_cache)."""
-        self._deferred.add(customer_id, now)
-        self._cache.touch(customer_id, now)
+        """Deferred: group-committed by ``flush_validations`` (see customer_view)."""
+        self._view.stamp(customer_id, now)
 
     def flush_validations(self, limit: int | None = None) -> int:
-        batch = sorted(self._deferred.take(limit).items())  # id order: neighbouring pages
+        batch = sorted(self._view.take_stamps(limit).items())  # id order: neighbouring pages
         self._c.executemany(
             "UPDATE customers SET last_validation = ?, last_seen = ? WHERE id = ?",
             [(to_db(when), to_db(when), cid) for cid, when in batch],

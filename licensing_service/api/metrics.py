@@ -177,12 +177,12 @@ class _StateCollector(Collector):
             (
                 "licensing_snapshot_entries",
                 "Licenses held for degraded answers.",
-                len(service.snapshot),
+                service.view.known_records(),
             ),
             (
                 "licensing_pending_writes",
                 "Validation stamps not yet group-committed.",
-                service.store.pending_writes(),
+                service.view.pending_stamps(),
             ),
         )
         for name, help_text, value in gauges:

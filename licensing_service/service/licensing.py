@@ -36,6 +36,7 @@ from licensing_service.domain.subscription import (
     standing,
 )
 from licensing_service.service.audit import AuditBuffer
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import (
     ConstraintViolation,
@@ -54,7 +55,6 @@ from licensing_service.service.errors import (
 from licensing_service.service.guard import Guarded, StoreGuard
 from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, UnitOfWork
 from licensing_service.service.shared_failures import SharedFailures
-from licensing_service.service.snapshot import Snapshot
 
 # Compared against when the email is unknown, so both failure paths do the
 # same constant-time work.
@@ -109,14 +109,16 @@ class LicensingService:
         breaker: CircuitBreaker,
         limits: Limits,
         audit: AuditBuffer,
-        snapshot: Snapshot,
+        view: CustomerView,
     ) -> None:
         self.store = store
         self.breaker = breaker
         self.guard = StoreGuard(store, breaker)
         self.limits = limits
         self.audit_buffer = audit
-        self.snapshot = snapshot
+        # The store's too: it serves fresh rows and stamps from it; here, its
+        # last-known-good records (degraded answers).
+        self.view = view
 
     # ------------------------------------------------------------ validation
 
@@ -165,8 +167,8 @@ class LicensingService:
         return None if stored is None else True
 
     def _validate_degraded(self, call: Call, email: str, token: str) -> Validated:
-        """Answer from the last-known-good snapshot while the database is out."""
-        known = self.snapshot.get(email)
+        """Answer from the last-known-good record while the database is out."""
+        known = self.view.last_known_good(email)
         if known is None:
             raise self.guard.unavailable(call.now)
         if not tokens_match(token, known.unlock_token):
@@ -201,7 +203,7 @@ class LicensingService:
                 uow.licenses.record_validation(customer.id, call.now)
         changed = False if new_hash is None else self._switch(call, customer, new_hash)
         self._audit(call, "instant_validation", "success", customer.id)
-        self.snapshot.put(customer)
+        self.view.confirm(customer)
         return Validated(customer, good, cache_tiers.INSTANT, changed, True, False)
 
     # -------------------------------------------------------------- sessions
@@ -326,8 +328,8 @@ class LicensingService:
     def set_subscription_status(
         self, call: Call, customer_id: int, status: str, reason: str
     ) -> CustomerRecord:
-        """Commit a status change and, in the same step, the snapshot the
-        breaker answers from, so no degraded answer can contradict it."""
+        """Commit a status change and, in the same step, the last-known-good
+        record the breaker answers from, so no degraded answer can contradict it."""
         target = SubscriptionStatus(status)  # ValueError for a status the schema refuses
         with self._tx(call.now) as uow:
             if uow.licenses.by_id(customer_id) is None:
@@ -342,7 +344,7 @@ class LicensingService:
             )
             customer = uow.licenses.by_id(customer_id)
         assert customer is not None
-        self.snapshot.put(customer)
+        self.view.confirm(customer)
         return customer
 
     # ---------------------------------------------------------------- upkeep
@@ -352,7 +354,7 @@ class LicensingService:
         at most ``limit`` of each. Returns the rows written (entries + stamps);
         on any failure the entries are kept for the next attempt."""
         entries = self.audit_buffer.take(limit)
-        if not entries and not self.store.pending_writes():
+        if not entries and not self.view.pending_stamps():
             return 0
         try:
             with self._tx(now) as uow:
@@ -389,7 +391,7 @@ class LicensingService:
             raise
 
     def has_backlog(self) -> bool:
-        return bool(len(self.audit_buffer) or self.store.pending_writes())
+        return bool(len(self.audit_buffer) or self.view.pending_stamps())
 
     def alive_sessions(self, now: datetime) -> int:
         with self._tx(now, atomic=False) as uow:
@@ -423,7 +425,7 @@ class LicensingService:
         if not tokens_match(token, stored) or customer is None:
             self._credential_failure(call, email, customer.id if customer else None, action)
         assert customer is not None
-        self.snapshot.put(customer)  # the freshest truth we have, for degraded answers
+        self.view.confirm(customer)  # the freshest truth we have, for degraded answers
         return customer
 
     def _optional_owner(

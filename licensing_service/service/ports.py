@@ -7,7 +7,7 @@ as fast as hopping to a thread pool (see README, "Speed").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -293,7 +293,12 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
-    """Where units of work come from: one implementation per database."""
+    """Where units of work come from: one implementation per database.
+
+    Each store is handed the process's :class:`CustomerView` and keeps it
+    coherent: at the start of a unit it looks for other processes' commits
+    and says what they changed (``invalidate``, ``invalidate_all``); it reports
+    its own writes and how each unit ended."""
 
     def transaction(self) -> AbstractContextManager[UnitOfWork]:
         """A write transaction; commits on normal exit, rolls back on error
@@ -306,13 +311,5 @@ class Store(Protocol):
         ...
 
     def ping(self) -> None: ...
-
-    def pending_writes(self) -> int:
-        """Writes accepted but not yet committed (group commit)."""
-        ...
-
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
-        """Call ``listener(emails)`` with the licenses another process changed."""
-        ...
 
     def close(self) -> None: ...

@@ -134,8 +134,8 @@ class WebhookService:
             return [exc] * len(deliveries)
         for result in results:
             if isinstance(result, _Committed) and result.customer is not None:
-                # The degraded-mode snapshot follows the committed state at once (no grace).
-                self.licensing.snapshot.put(result.customer)
+                # Degraded answers follow the committed state at once (no grace).
+                self.licensing.view.confirm(result.customer)
         return [r.result if isinstance(r, _Committed) else r for r in results]
 
     def _one(self, uow: UnitOfWork, call: Call, header: EventHeader) -> _Committed | LicensingError:

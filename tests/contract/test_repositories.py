@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from licensing_service.adapters.memory import MemoryStore, MemoryTables, NestedUnit
-from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.contract.faults import DbFault
@@ -21,6 +20,7 @@ from licensing_service.domain.billing import BillingState, Version
 from licensing_service.domain.sessions import SessionRecord
 from licensing_service.domain.stripe_events import Refund
 from licensing_service.domain.subscription import SubscriptionStatus
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import ConstraintViolation, StorageUnavailable
 from licensing_service.service.ports import (
     AuditEntry,
@@ -37,15 +37,17 @@ LEASE = timedelta(minutes=2)
 @dataclass
 class Backend:
     store: Store
-    # A second store on the same database: another worker process.
-    other: Callable[[], Store]
+    view: CustomerView  # the one ``store`` keeps coherent
+    # A second store on the same database (another worker process), on the view given.
+    other: Callable[[CustomerView], Store]
     audit_actions: Callable[[], list[str]]
     fail: Callable[[], None]
 
 
 def _sqlite(tmp_path: Path) -> Backend:
     path = tmp_path / "contract.db"
-    store = SqliteStore(path, background_checkpoints=False)
+    view = CustomerView()
+    store = SqliteStore(path, background_checkpoints=False, view=view)
     migrate(store.connection(), T0)
 
     def actions() -> list[str]:
@@ -55,19 +57,19 @@ def _sqlite(tmp_path: Path) -> Backend:
     def fail() -> None:
         store.faults.set(DbFault(errors=True))
 
-    def other() -> Store:
+    def other(view: CustomerView) -> Store:
         # Re-reads data_version at every scope: the test does not wait out the 1 ms.
-        fresh = CustomerCache(revalidate_seconds=0)
-        return SqliteStore(path, background_checkpoints=False, cache=fresh)
+        return SqliteStore(path, background_checkpoints=False, view=view, revalidate_seconds=0)
 
-    return Backend(store, other, actions, fail)
+    return Backend(store, view, other, actions, fail)
 
 
 def _postgres(tmp_path: Path, url: str) -> Backend:
     del tmp_path
     from licensing_service.adapters.pg_store import PgStore, pool
 
-    store = PgStore(pool(url))
+    view = CustomerView()
+    store = PgStore(pool(url), view=view)
 
     def actions() -> list[str]:
         with store.pool.connection() as conn:
@@ -77,24 +79,26 @@ def _postgres(tmp_path: Path, url: str) -> Backend:
     def fail() -> None:
         store.faults.set(DbFault(errors=True))
 
-    def other() -> Store:
+    def other(view: CustomerView) -> Store:
         # Reads the change feed at every scope: the test does not wait out the bound.
-        return PgStore(pool(url, max_size=1), cache=CustomerCache(revalidate_seconds=0))
+        return PgStore(pool(url, max_size=1), view=view, revalidate_seconds=0)
 
-    return Backend(store, other, actions, fail)
+    return Backend(store, view, other, actions, fail)
 
 
 def _memory(tmp_path: Path) -> Backend:
     del tmp_path
     tables = MemoryTables()
-    store = MemoryStore(tables)
+    view = CustomerView()
+    store = MemoryStore(tables, view=view)
 
     def fail() -> None:
         store.faults.set(DbFault(errors=True))
 
-    return Backend(
-        store, lambda: MemoryStore(tables), lambda: [a.action for a in tables.audit], fail
-    )
+    def other(view: CustomerView) -> Store:
+        return MemoryStore(tables, view=view)
+
+    return Backend(store, view, other, lambda: [a.action for a in tables.audit], fail)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
@@ -196,13 +200,13 @@ def test_validation_stamps_are_read_before_and_after_their_flush(backend: Backen
     cid = add(backend.store)
     with backend.store.autocommit() as uow:
         uow.licenses.record_validation(cid, T0)
-    assert backend.store.pending_writes() == 1
+    assert backend.view.pending_stamps() == 1
     with backend.store.autocommit() as uow:
         assert uow.licenses.by_id(cid).last_validation == T0  # type: ignore[union-attr]
     with backend.store.transaction() as uow:
         assert uow.licenses.flush_validations() == 1
-    assert backend.store.pending_writes() == 0
-    with backend.other().autocommit() as uow:  # written: another process reads it
+    assert backend.view.pending_stamps() == 0
+    with backend.other(CustomerView()).autocommit() as uow:  # written: another process reads it
         read = uow.licenses.by_id(cid)
     assert read is not None
     assert (read.last_validation, read.last_seen) == (T0, T0)
@@ -214,7 +218,7 @@ def test_a_rolled_back_flush_keeps_its_stamps_for_the_next(backend: Backend) -> 
         uow.licenses.record_validation(cid, T0)
     with pytest.raises(Boom):
         fails_after(backend.store, lambda uow: uow.licenses.flush_validations())
-    assert backend.store.pending_writes() == 1
+    assert backend.view.pending_stamps() == 1
     with backend.store.transaction() as uow:
         assert uow.licenses.flush_validations() == 1
 
@@ -226,7 +230,7 @@ def test_a_flush_honours_its_limit(backend: Backend) -> None:
             uow.licenses.record_validation(cid, T0)
     with backend.store.transaction() as uow:
         assert uow.licenses.flush_validations(2) == 2
-    assert backend.store.pending_writes() == 1
+    assert backend.view.pending_stamps() == 1
 
 
 # ------------------------------------------------------------------ sessions
@@ -475,17 +479,26 @@ def test_a_refund_is_recorded_once(backend: Backend) -> None:
         assert uow.billing.record_refund(None, refund, T0) is False
 
 
-def test_another_process_hears_of_a_license_change(backend: Backend) -> None:
-    other = backend.other()
-    heard: list[list[str]] = []
-    other.watch_license_changes(heard.append)
-    with other.autocommit():
-        pass  # a worker that has been serving: it has read the database before
+def test_another_process_forgets_a_changed_license_it_would_answer_from(
+    backend: Backend,
+) -> None:
+    add(backend.store)
+    add(backend.store, customer("b@x.test", "POSPAL-BBBB"))
+    view = CustomerView()
+    other = backend.other(view)
+    with other.autocommit() as uow:
+        # A worker that has been serving: it has validated both licenses before.
+        for email in ("a@x.test", "b@x.test"):
+            found = uow.licenses.by_email(email)
+            assert found is not None
+            view.confirm(found)
     with backend.store.transaction() as uow:
         uow.billing.note_license_change("a@x.test", T0)
     with other.autocommit() as uow:
-        uow.licenses.by_email("a@x.test")
-    assert heard == [["a@x.test"]]
+        uow.licenses.by_email("b@x.test")
+    # Its degraded answers: none for the changed license, the other kept.
+    assert view.last_known_good("a@x.test") is None
+    assert view.last_known_good("b@x.test") is not None
     other.close()
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.domain import cache_tiers, sessions
 from licensing_service.domain.sessions import Proceed, SessionRecord
 from licensing_service.domain.webhook_claims import Claim, decide_claim
 from licensing_service.service import licensing, webhooks
+from licensing_service.service.customer_view import CustomerView
 from loadtests.harness.checks.runner import CHECKS, run_checks
 from loadtests.harness.checks.target import CLOCK_REASON, SIGNING_REASON, Target
 from loadtests.harness.model import CheckResult, Outcome
@@ -92,7 +92,7 @@ def process_duplicates_again(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def serve_stale_cached_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CustomerCache, "discard_id", lambda self, customer_id: None)
+    monkeypatch.setattr(CustomerView, "_discard_id", lambda self, customer_id: None)
 
 
 def never_conflict(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from licensing_service.adapters.email import SinkTransport
-from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.bootstrap import build_service
@@ -119,12 +118,12 @@ def test_two_workers_deliver_each_email_once(tmp_path: Path) -> None:
 
 def test_a_half_open_trial_reaches_the_database_even_from_the_cache(tmp_path: Path) -> None:
     settings = Settings(db=tmp_path / "b.db")
-    cache = CustomerCache(revalidate_seconds=3600)  # no data_version read to trip over
-    store = SqliteStore(tmp_path / "b.db", background_checkpoints=False, cache=cache)
+    # No data_version read to trip over.
+    store = SqliteStore(tmp_path / "b.db", background_checkpoints=False, revalidate_seconds=3600)
     migrate(store.connection(), T0)
     with store.transaction() as uow:
         uow.licenses.insert(NewCustomer("h@x.test", None, "POSPAL-H", "active"), T0)
-    service = build_service(settings, store)
+    service = build_service(settings, store, store.view)
     for _ in range(5):
         service.breaker.record_failure(T0)
     store.connection().close()  # the database is really gone now

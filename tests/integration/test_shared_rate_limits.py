@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from licensing_service.adapters.memory import MemoryStore, MemoryTables
-from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore
 from licensing_service.bootstrap import build_service
 from licensing_service.config import Settings
 from licensing_service.contract.faults import DbFault
+from licensing_service.service.customer_view import CustomerView
 from licensing_service.service.errors import InvalidCredentials, RateLimited
 from licensing_service.service.licensing import Call, LicensingService
 from licensing_service.service.ports import NewCustomer, Store
@@ -54,20 +54,18 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(db=tmp_path / "x.db", rate_limit_email=LIMIT, rate_limit_ip=1000)
 
 
-def _memory(tmp_path: Path, count: int) -> tuple[list[Store], Callable[[], int]]:
+def _memory(tmp_path: Path, views: list[CustomerView]) -> tuple[list[Store], Callable[[], int]]:
     tables = MemoryTables()
-    stores: list[Store] = [MemoryStore(tables) for _ in range(count)]
+    stores: list[Store] = [MemoryStore(tables, view=view) for view in views]
     return stores, lambda: len(tables.failures)
 
 
-def _sqlite(tmp_path: Path, count: int) -> tuple[list[Store], Callable[[], int]]:
+def _sqlite(tmp_path: Path, views: list[CustomerView]) -> tuple[list[Store], Callable[[], int]]:
     path = tmp_path / "shared.db"
     stores = []
-    for _ in range(count):
+    for view in views:
         # Re-reads data_version at every scope: the test does not wait out the 1 ms.
-        store = SqliteStore(
-            path, background_checkpoints=False, cache=CustomerCache(revalidate_seconds=0)
-        )
+        store = SqliteStore(path, background_checkpoints=False, view=view, revalidate_seconds=0)
         migrate(store.connection(), T0)
         stores.append(store)
 
@@ -79,12 +77,11 @@ def _sqlite(tmp_path: Path, count: int) -> tuple[list[Store], Callable[[], int]]
     return list(stores), rows
 
 
-def _postgres(url: str, count: int) -> tuple[list[Store], Callable[[], int]]:
+def _postgres(url: str, views: list[CustomerView]) -> tuple[list[Store], Callable[[], int]]:
     from licensing_service.adapters.pg_store import PgStore, pool
 
     stores: list[PgStore] = [
-        PgStore(pool(url, max_size=1), cache=CustomerCache(revalidate_seconds=0))
-        for _ in range(count)
+        PgStore(pool(url, max_size=1), view=view, revalidate_seconds=0) for view in views
     ]
 
     def rows() -> int:
@@ -103,12 +100,16 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..
     where = request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path
 
     def build(count: int = 2, *, shared: bool = True) -> Replicas:
+        views = [CustomerView() for _ in range(count)]
         if request.param == "postgres":
-            stores, failures = _postgres(str(where), count)
+            stores, failures = _postgres(str(where), views)
         else:
-            stores, failures = BACKENDS[request.param](where, count)
+            stores, failures = BACKENDS[request.param](where, views)
         made.extend(stores)
-        services = [build_service(_settings(tmp_path), store) for store in stores]
+        services = [
+            build_service(_settings(tmp_path), store, view)
+            for store, view in zip(stores, views, strict=True)
+        ]
         if not shared:  # the per-process limiter this replaced
             for service in services:
                 service.limits = replace(service.limits, shared=None)

@@ -1,4 +1,5 @@
-"""The serving connection's customer cache and group-committed validation stamps."""
+"""The SQLite store keeping the customer view coherent: fresh rows and
+group-committed validation stamps."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -6,7 +7,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from licensing_service.adapters.sqlite_cache import CustomerCache
 from licensing_service.adapters.sqlite_migrations import migrate
 from licensing_service.adapters.sqlite_store import SqliteStore, connect
 from licensing_service.contract import routes
@@ -37,8 +37,9 @@ def ticks() -> Ticks:
 
 @pytest.fixture
 def store(tmp_path: Path, ticks: Ticks) -> SqliteStore:
-    cache = CustomerCache(revalidate_seconds=0.001, monotonic=ticks)
-    s = SqliteStore(tmp_path / "c.db", background_checkpoints=False, cache=cache)
+    s = SqliteStore(
+        tmp_path / "c.db", background_checkpoints=False, revalidate_seconds=0.001, monotonic=ticks
+    )
     migrate(s.connection(), T0)
     with s.transaction() as uow:
         uow.licenses.insert(NewCustomer("a@x.test", "A", "POSPAL-AAAA", "active"), T0)
@@ -54,7 +55,7 @@ def test_another_connections_commit_is_seen_within_the_revalidation_window(
     store: SqliteStore, ticks: Ticks
 ) -> None:
     assert read(store).subscription_status == "active"
-    assert len(store.cache) == 1
+    assert store.view.fresh_rows() == 1
     other = connect(store.path)
     other.execute("UPDATE customers SET subscription_status = 'inactive' WHERE email = 'a@x.test'")
     ticks.now += 0.0005
@@ -75,11 +76,11 @@ def test_stamps_are_exact_before_and_after_the_group_commit(store: SqliteStore) 
     with store.autocommit() as uow:
         uow.licenses.record_validation(record.id, T0)
     assert read(store).last_validation == T0  # from the cache, before any flush
-    store.cache.clear()
+    store.view.invalidate_all()
     assert read(store).last_validation == T0  # re-read from disk, overlaid with the pending stamp
     with store.transaction() as uow:
         assert uow.licenses.flush_validations() == 1
-    assert store.pending_writes() == 0
+    assert store.view.pending_stamps() == 0
     row = (
         store.connection()
         .execute("SELECT last_validation, last_seen FROM customers WHERE id = ?", (record.id,))
@@ -100,7 +101,7 @@ def test_a_rolled_back_flush_keeps_the_stamps(store: SqliteStore) -> None:
 
     with pytest.raises(RuntimeError):
         flush_then_fail()
-    assert store.pending_writes() == 1
+    assert store.view.pending_stamps() == 1
     later = T0 + timedelta(seconds=5)
     with store.autocommit() as uow:
         uow.licenses.record_validation(record.id, later)  # a newer stamp replaces the older one
@@ -135,7 +136,7 @@ def test_tier_is_exact_across_flushes(server: LiveServer, client: httpx.Client) 
     body = {"operation": "validate", "credentials": {"email": c.email, "token": c.token}}
     client.post(routes.VALIDATE_UNIFIED, json=body)
     server.run(lambda: server.parts.service.flush_audit(server.clock.now()))
-    server.run(lambda: server.sqlite().cache.clear())
+    server.run(lambda: server.sqlite().view.invalidate_all())
     server.clock.advance(3599)
     assert client.post(routes.VALIDATE_UNIFIED, json=body).json()["caching"]["duration"] == 3600
 
@@ -162,3 +163,24 @@ def test_a_rolled_back_write_leaves_no_trace_in_the_cache(store: SqliteStore) ->
     with pytest.raises(RuntimeError):
         switch_then_fail()
     assert read(store).machine_fingerprint is None
+
+
+def test_a_failed_commit_leaves_no_trace_in_the_cache(store: SqliteStore) -> None:
+    record = read(store)
+    conn = store.connection()
+
+    def change_then_fail_at_commit() -> None:
+        with store.transaction() as uow:
+            # Foreign keys checked at COMMIT (for this transaction only), then broken:
+            # the COMMIT itself fails, after every statement succeeded.
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+            uow.licenses.set_status(record.id, "inactive", T0)
+            assert uow.licenses.by_email("a@x.test").subscription_status == "inactive"
+            conn.execute(
+                "INSERT INTO active_sessions (session_id, customer_id, status, started_at,"
+                " last_heartbeat) VALUES ('s-1', 999999, 'ended', 't', 't')"
+            )
+
+    with pytest.raises(StorageUnavailable):
+        change_then_fail_at_commit()
+    assert read(store).subscription_status == "active"

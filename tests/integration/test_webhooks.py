@@ -274,13 +274,13 @@ def test_no_grace_in_another_process_snapshot(tmp_path: Any) -> None:
                 post_event(http_a, a, event)
             token = token_of(a, story.email)
             assert validate(http_b, story.email, token).status_code == 200
-            assert b.run(lambda: b.parts.service.snapshot.get(story.email)) is not None
+            assert b.run(lambda: b.parts.service.view.last_known_good(story.email)) is not None
 
             assert post_event(http_a, a, story.events[2]).json()["outcome"] == "applied"
             # B's next database access (any request) notices A's commit.
             other = five_event_story(seed=14, email="other@example.test")
             post_event(http_b, b, other.events[1])
-            assert b.run(lambda: b.parts.service.snapshot.get(story.email)) is None
+            assert b.run(lambda: b.parts.service.view.last_known_good(story.email)) is None
 
             http_b.post(routes.HARNESS_FAULTS, json={"db": {"errors": True}})
             degraded = validate(http_b, story.email, token)

@@ -1,6 +1,5 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from licensing_service.adapters.sqlite_cache import DeferredValidations
 from licensing_service.service.audit import AuditBuffer
 from licensing_service.service.ports import AuditEntry
 
@@ -27,15 +26,3 @@ def test_audit_buffer_is_bounded_and_counts_drops() -> None:
         buffer.add(entry(n))
     assert len(buffer) == 3 and buffer.dropped == 2
     assert [e.customer_id for e in buffer.take()] == [2, 3, 4]
-
-
-def test_deferred_stamps_in_chunks_restore_keeps_newer() -> None:
-    stamps = DeferredValidations()
-    for n in range(4):
-        stamps.add(n, T0)
-    assert sorted(stamps.take(2)) == [0, 1]
-    stamps.add(0, T0 + timedelta(seconds=1))  # newer, while 0 is in flight
-    stamps.restore()
-    assert stamps.take()[0] == T0 + timedelta(seconds=1)
-    stamps.settle()
-    assert len(stamps) == 0

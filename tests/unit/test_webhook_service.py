@@ -140,6 +140,6 @@ def test_a_payment_failure_suspends_at_once_and_reaches_the_degraded_read(r: Rig
     )
     assert deliver(r, event).outcome == "applied"
     assert r.store.tables.customers[1].record.subscription_status == "inactive"
-    known = r.service.snapshot.get(EMAIL)
+    known = r.service.view.last_known_good(EMAIL)
     assert known is not None
     assert known.subscription_status == "inactive"

@@ -3,7 +3,8 @@
 --
 -- 1. Every change to a customer row other than its validation stamps is fed,
 --    by a trigger, whoever makes it (a replica, an operator's UPDATE): each
---    replica's CustomerCache and breaker snapshot drop that license.
+--    replica's customer view (fresh rows, last-known-good records) drops that
+--    license.
 -- 2. The feed is appended in commit order. A sequence alone is not: a
 --    transaction holding seq 10 may commit after one holding seq 11, and a
 --    reader that already moved its cursor past 11 would never see 10. So an
@@ -43,7 +44,7 @@ $$ LANGUAGE plpgsql;
 
 -- Validation stamps (last_validation, last_seen) are the only columns left out:
 -- they change on every validation and no cache decision depends on another
--- replica's stamp (see sqlite_cache.py, DeferredValidations).
+-- replica's stamp (see service/customer_view.py, pending validation stamps).
 CREATE TRIGGER customers_feed_change AFTER UPDATE ON customers FOR EACH ROW
     WHEN ((OLD.email, OLD.name, OLD.unlock_token, OLD.stripe_customer_id,
            OLD.stripe_session_id, OLD.machine_fingerprint, OLD.subscription_status,
