@@ -28,6 +28,7 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 from loadtests.harness.errors import GateError
+from loadtests.harness.processes import sigint_held
 from loadtests.harness.service_process import ServiceProcess
 from scenarios.proxy import FaultProxy
 
@@ -119,10 +120,14 @@ class ReplicaSet:
         self.processes[index].restart()
 
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-        for process in self.processes:
-            process.stop()
+        """Every replica stopped, and the address; a Ctrl-C meanwhile is held
+        until they are (the main thread's SIGINT ignored for those seconds), so
+        an impatient second Ctrl-C cannot leave replicas running: each has a
+        session of its own, which no terminal signal reaches."""
+        with sigint_held():
+            if self.proxy is not None:
+                self.proxy.stop()
+            ServiceProcess.stop_all(self.processes)
 
     def status(self) -> str:
         ports = " ".join(f":{p.port}" for p in self.processes)

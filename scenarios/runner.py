@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import httpx
 from licensing_service.contract import routes
 from licensing_service.contract.faults import FaultsRequest
 from loadtests.harness.errors import GateError
+from loadtests.harness.processes import sigint_held
 from loadtests.harness.provision import ProvisionError
 from loadtests.harness.service_process import ServiceProcess
 from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad
@@ -277,7 +277,7 @@ class _Run:
         return False, None
 
     def _rollbacks(self) -> None:
-        with _sigint_ignored():
+        with sigint_held():
             for n, step in enumerate(self.reh.rollbacks):
                 try:
                     self._step("rollbacks", n, step, bounded=False)
@@ -634,19 +634,6 @@ def _validate(lic: LoadLicense) -> dict[str, Any]:
         "credentials": {"email": lic.email, "token": lic.token},
         "device": {"machineFingerprint": lic.fingerprint},
     }
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """The rollbacks finish even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 __all__ = ["RunOptions", "ScenarioResult", "run_scenario"]
