@@ -60,6 +60,7 @@ class ReplicaSet:
         secret: str | None = None,
         pin: bool = False,
         env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         if count < 1:
             raise GateError("a replica set needs at least one replica")
@@ -74,6 +75,7 @@ class ReplicaSet:
                 pin=pin,
                 env=env,
                 test_clock=test_clock,
+                cwd=cwd,
             )
             for i in range(count)
         ]

@@ -125,8 +125,12 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         test_clock: bool = True,
         core: int = 0,
+        cwd: Path | None = None,
     ) -> None:
-        self.db = db  # a SQLite file, or a database URL (several replicas on one)
+        self.db = db
+        # Its working directory: where a PostgreSQL service keeps its test-clock
+        # file (var/ under it), so a rehearsal's replicas share one of their own.
+        self.cwd = cwd  # a SQLite file, or a database URL (several replicas on one)
         self.test_clock = test_clock
         self.core = core
         self.log = log
@@ -165,6 +169,7 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         self.starts += 1
         wait_ready(self.url, self._process, self.log)

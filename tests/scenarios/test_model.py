@@ -177,6 +177,23 @@ INVARIANTS = {
     "network-partition": {"client_failures", "recovers", "wrong_answers"},
     "webhook-retry-storm": {"storm_exactly_once"},
     "crash-restart": {"storm_exactly_once"},
+    # Issue 11, item 6: on PostgreSQL.
+    "replica-kill": {
+        "storm_exactly_once",
+        "replica_failover",
+        "one_session_per_license",
+        "server_errors",
+    },
+    "db-unreachable": {
+        "breaker_opens",
+        "half_open_trials",
+        "breaker_closes",
+        "answered_ratio",
+        "degraded_marked",
+        "fail_fast",
+        "wrong_answers",
+        "storm_exactly_once",
+    },
 }
 
 
