@@ -25,22 +25,18 @@ import secrets as secrets_module
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
 
 from loadtests.harness.errors import GateError
 from loadtests.harness.processes import sigint_held
 from loadtests.harness.service_process import ServiceProcess
+from scenarios.pg_admin import redacted
 from scenarios.proxy import FaultProxy
 
 
 def describe_db(db: Path | str) -> str:
     """The database as a status line may show it: a URL's password hidden."""
     text = str(db)
-    parts = urlsplit(text)
-    if not parts.scheme.startswith("postgres") or parts.password is None:
-        return text
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redacted(text) if text.startswith(("postgresql://", "postgres://")) else text
 
 
 class ReplicaSet:
