@@ -92,6 +92,8 @@ def test_every_shipped_rehearsal_passes_fast(name: str) -> None:
     # db-outage's run is the CLI test above.
     reh = load_rehearsal(shipped()[name])
     result = run_scenario(reh, RunOptions(fast=True, out=io.StringIO(), live=False))
+    if result.skipped is not None:  # the ones on PostgreSQL, where none answers
+        pytest.skip(result.skipped)
     assert result.exit_code == 0, [v for v in result.verdicts if v.outcome is not Outcome.PASS]
 
 
