@@ -154,16 +154,17 @@ def test_fast_variant_scales_waits_but_not_bounds() -> None:
 # Each shipped rehearsal judges its invariants with the kinds whose failure on a
 # broken recording or service tests/scenarios/test_expectations.py (and
 # test_rehearse_e2e.py) show.
+BREAKER_OUTAGE = {
+    "breaker_opens",
+    "half_open_trials",
+    "breaker_closes",
+    "answered_ratio",
+    "degraded_marked",
+    "fail_fast",
+    "wrong_answers",
+}
 INVARIANTS = {
-    "db-outage": {
-        "breaker_opens",
-        "half_open_trials",
-        "breaker_closes",
-        "answered_ratio",
-        "degraded_marked",
-        "fail_fast",
-        "wrong_answers",
-    },
+    "db-outage": BREAKER_OUTAGE,
     "db-slow": {
         "breaker_opens",
         "latency_p99",
@@ -184,16 +185,7 @@ INVARIANTS = {
         "one_session_per_license",
         "server_errors",
     },
-    "db-unreachable": {
-        "breaker_opens",
-        "half_open_trials",
-        "breaker_closes",
-        "answered_ratio",
-        "degraded_marked",
-        "fail_fast",
-        "wrong_answers",
-        "storm_exactly_once",
-    },
+    "db-unreachable": BREAKER_OUTAGE | {"storm_exactly_once"},
 }
 
 
