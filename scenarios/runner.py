@@ -170,7 +170,11 @@ def _postgresql(
                 "setup", Outcome.ERROR, "PostgreSQL (LH_TEST_PG_REQUIRED=1)", "none", reason
             )
         return f"needs postgresql: {reason}"
-    direct = stack.enter_context(pg_admin.scratch_database(admin, reh.name))
+    try:
+        direct = stack.enter_context(pg_admin.scratch_database(admin, reh.name))
+    except Exception as exc:  # psycopg's: no right to create databases, the server gone...
+        why = f"{type(exc).__name__}: {exc}".replace(admin, pg_admin.redacted(admin))
+        return Verdict("setup", Outcome.ERROR, "a database of the run's own", "none", why)
     if not reh.service.db_proxy:
         return direct, direct, None
     proxy = stack.enter_context(_proxy_for(pg_admin.address(direct)))
