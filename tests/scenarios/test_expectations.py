@@ -158,6 +158,18 @@ def test_undegraded_answers_during_the_outage_fail() -> None:
     assert judge("degraded_marked", with_answers(db_outage(), unmarked)).outcome is Outcome.FAIL
 
 
+def test_a_grace_after_the_fault_began_spares_answers_from_a_fresh_cache() -> None:
+    # db.errors 2..6 s: one unmarked answer at 2.0 (a cache still fresh), one at 3.0.
+    def unmarked(a: Answer) -> Answer:
+        return replace(a, degraded=False) if a.op == "validate" and a.t in (2.0, 3.0) else a
+
+    rec = with_answers(db_outage(), unmarked)
+    assert judge("degraded_marked", rec, grace_s=0.2).outcome is Outcome.FAIL  # 3.0 still
+    early = with_answers(db_outage(), lambda a: unmarked(a) if a.t == 2.0 else a)
+    assert judge("degraded_marked", early).outcome is Outcome.FAIL
+    assert judge("degraded_marked", early, grace_s=0.2).outcome is Outcome.PASS
+
+
 def test_writes_must_fail_fast_with_retry_after() -> None:
     rec = db_outage()
     slow = with_answers(rec, lambda a: replace(a, latency_ms=800) if a.op == "session" else a)
