@@ -72,7 +72,6 @@ def test_a_breaker_outage_fails_against_a_breaker_that_never_opens(name: str) ->
     verdicts = {v.name: v for v in result.verdicts}
     assert verdicts["breaker_opens"].outcome is Outcome.FAIL
     assert verdicts["breaker_opens"].observed == "never opened"
-    assert verdicts["degraded_marked"].outcome is not Outcome.PASS
     assert verdicts["wrong_answers"].outcome is Outcome.PASS  # what still holds, holds
     assert result.exit_code == 1
 
