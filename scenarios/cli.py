@@ -40,6 +40,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="report folder (default var/rehearse)",
     )
     rehearse.add_argument(
+        "--pg",
+        metavar="URL",
+        help=(
+            "PostgreSQL admin URL for the rehearsals on it (default $LH_REHEARSE_PG, else"
+            " $LH_TEST_PG, else postgresql://postgres@127.0.0.1:5432/postgres); each run"
+            " creates a database of its own and drops it; no server: those are skipped"
+        ),
+    )
+    rehearse.add_argument(
         "--webhook-secret",
         action="append",
         default=[],
@@ -96,7 +105,10 @@ def _rehearse(args: argparse.Namespace) -> int:
                 print(f"  {line}", file=sys.stderr)
         return 2
     options = RunOptions(
-        target=args.target, fast=args.fast, webhook_secrets=tuple(args.webhook_secret)
+        target=args.target,
+        fast=args.fast,
+        webhook_secrets=tuple(args.webhook_secret),
+        pg=args.pg,
     )
     results = []
     for reh in rehearsals:

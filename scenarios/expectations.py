@@ -18,7 +18,7 @@ Kinds:
 - ``wrong_answers``: at most ``max`` (default 0): a suspended license answered
   valid, ever; an active one answered invalid when the answer was not degraded.
 - ``degraded_marked``: validations answered while the database was out say
-  ``degraded: true``.
+  ``degraded: true`` (from ``grace_s`` after the fault began).
 - ``fail_fast``: ``ops`` sent during the ``fault`` windows answered ``status``
   (503) with ``Retry-After`` (and one of ``codes``), within ``max_ms``.
 - ``unaffected``: ``ops`` sent during the ``fault`` windows answered as without
@@ -37,6 +37,15 @@ Kinds:
   the cache tier its real gap since the previous one gives.
 - ``outbox_drains``: the outbox grew while the email provider was down, then
   drained to nothing queued, each email once (no dedupe key twice).
+- ``storm_exactly_once``: see :class:`StormExactlyOnce`.
+- ``replica_failover``: a replica killed mid-storm, the others went on: the
+  deliveries sent to the dead one went unanswered and were retried on the
+  survivors (0 lost, 0 applied twice), the address in front found it dead
+  (refused connections counted for it), fresh clients after the kill were all
+  answered, and the load saw no failure and no 5xx from ``within_s`` after it.
+- ``one_session_per_license``: sampled from the database through the run
+  (PostgreSQL), never more than one active session for a license, and some
+  license had one (else nothing was judged).
 """
 
 from __future__ import annotations
@@ -263,12 +272,23 @@ class WrongAnswers(_Expectation):
 class DegradedMarked(_Expectation):
     kind: Literal["degraded_marked"]
     fault: FaultPrefix = "db"
+    # Validations sent within this long of a fault's start are not judged: a
+    # database really gone (not a fault the service injects in itself) is not
+    # seen by a validation its cache answers, fresh within its bound (50 ms).
+    grace_s: Annotated[StrictFloat | StrictInt, Field(ge=0, le=10)] = 0
     requires: ClassVar[frozenset[str]] = frozenset({"faults"})
 
     def judge(self, rec: Recording) -> Verdict:
         expected = "validations answered during the database fault say degraded: true"
+        if self.grace_s:
+            expected += f" (from {self.grace_s:g}s after it began)"
+        starts = [w.start for w in rec.fault_windows(self.fault)]
         during = [
-            a for a in _validations(rec) if a.status == 200 and rec.within_fault(a, self.fault)
+            a
+            for a in _validations(rec)
+            if a.status == 200
+            and rec.within_fault(a, self.fault)
+            and not any(start <= a.t < start + self.grace_s for start in starts)
         ]
         if not during:
             return self._v(Outcome.ERROR, expected, "no 200 during the fault", "nothing to judge")
@@ -648,6 +668,76 @@ class StormExactlyOnce(_Expectation):
         )
 
 
+class ReplicaFailover(_Expectation):
+    kind: Literal["replica_failover"]
+    within_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=60)] = 2
+    requires: ClassVar[frozenset[str]] = frozenset({"process", "postgresql"})
+
+    def judge(self, rec: Recording) -> Verdict:
+        expected = (
+            "the dead replica's deliveries retried on the others, each applied once;"
+            f" the address reports it dead; no failure {self.within_s:g}s after the kill"
+        )
+        kills = rec.params.get("replica_kills") or []
+        if not kills:
+            return self._v(Outcome.ERROR, expected, "no replica killed", "nothing to judge")
+        t, dead = float(kills[0]["t"]), int(kills[0]["replica"])
+        problems = []
+        storm = next((s for s in rec.storms if s.get("kills")), None)
+        if storm is None:
+            problems.append("no storm was running when the replica was killed")
+        else:
+            if not storm.get("unanswered"):
+                problems.append("no delivery went unanswered: none reached the dead replica")
+            for key in ("lost", "applied_twice"):
+                if storm.get(key):
+                    problems.append(f"{storm[key]} {key.replace('_', ' ')}")
+        refused = rec.params.get("front_refused") or []
+        if dead >= len(refused) or not refused[dead]:
+            problems.append(f"the address never found replica {dead} dead ({refused})")
+        fresh = rec.params.get("fresh_after_kill") or []
+        if not fresh or any(status != 200 for status in fresh):
+            problems.append(f"fresh clients after the kill answered {fresh}")
+        after = [a for a in rec.answers if a.t >= t + self.within_s]
+        bad = [a for a in after if a.failure or (a.status or 0) >= 500]
+        if not after:
+            problems.append(f"no load answer {self.within_s:g}s after the kill")
+        elif bad:
+            first = bad[0]
+            problems.append(
+                f"{len(bad)} of {len(after)} answers failed after the kill"
+                f" (first {first.failure or first.status} at {first.t:.2f}s)"
+            )
+        observed = (
+            f"replica {dead} killed at {t:.2f}s; {storm.get('unanswered') if storm else 0}"
+            f" deliveries unanswered then retried; refused per replica {refused};"
+            f" {len(after)} answers after"
+        )
+        if problems:
+            return self._v(Outcome.FAIL, expected, observed, "; ".join(problems))
+        return self._v(Outcome.PASS, expected, observed)
+
+
+class OneSessionPerLicense(_Expectation):
+    kind: Literal["one_session_per_license"]
+    requires: ClassVar[frozenset[str]] = frozenset({"postgresql"})
+
+    def judge(self, rec: Recording) -> Verdict:
+        expected = "never more than one active session for a license (read from the database)"
+        if not rec.sessions:
+            return self._v(Outcome.ERROR, expected, "no database sample", "nothing to judge")
+        most = max(int(s["alive"]) for s in rec.sessions)
+        if most == 0:
+            return self._v(Outcome.ERROR, expected, "no session ever alive", "nothing to judge")
+        doubled = [s for s in rec.sessions if int(s["doubled"])]
+        observed = f"{len(rec.sessions)} samples, up to {most} licenses with a session"
+        if doubled:
+            first = doubled[0]
+            detail = f"{first['doubled']} licenses with two or more at {first['t']:.2f}s"
+            return self._v(Outcome.FAIL, expected, f"{len(doubled)} samples doubled", detail)
+        return self._v(Outcome.PASS, expected, observed)
+
+
 def _counts(items: Any) -> str:
     counts: dict[str, int] = defaultdict(int)
     for item in items:
@@ -672,6 +762,8 @@ Expectation = (
     | TiersRecomputed
     | OutboxDrains
     | StormExactlyOnce
+    | ReplicaFailover
+    | OneSessionPerLicense
 )
 
 EXPECTATION_KINDS: dict[str, type[BaseModel]] = {

@@ -17,6 +17,9 @@ judged on what was recorded::
     stripe_api = false                 # start a local Stripe API for checkout and portal
     db_timeout_ms = 200                # LH_DB_TIMEOUT_MS: a slow database fails past this
     stripe_timeout_s = 1               # LH_STRIPE_TIMEOUT_SECONDS
+    store = "postgresql"               # sqlite (default) | postgresql: a database of the run's own
+    replicas = 3                       # that many service processes behind one address (postgresql)
+    db_proxy = true                    # a fault proxy between the service and PostgreSQL
 
     [load]                             # the recording load (loadtests.rehearsal_load)
     users = 50
@@ -81,7 +84,7 @@ from loadtests.harness.gate_config import Seconds
 from loadtests.rehearsal_load import OPERATIONS
 from scenarios import expectations, steps
 
-NEEDS = ("faults", "test_clock", "process")
+NEEDS = ("faults", "test_clock", "process", "postgresql")
 _STRICT = ConfigDict(extra="forbid", frozen=True)  # strict per field (Strict*): arrays stay tuples
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -97,7 +100,7 @@ class ScenarioTable(BaseModel):
 
     name: Annotated[StrictStr, AfterValidator(_slug)]
     description: StrictStr = ""
-    needs: tuple[Literal["faults", "test_clock", "process"], ...] = ()
+    needs: tuple[Literal["faults", "test_clock", "process", "postgresql"], ...] = ()
     max_duration_s: Annotated[Seconds, Field(gt=0, le=3600, alias="max_duration")] = 120
 
 
@@ -112,6 +115,22 @@ class ServiceTable(BaseModel):
     breaker_slow_call_ms: Annotated[StrictInt, Field(ge=1, le=60_000)] | None = None
     # LH_STRIPE_TIMEOUT_SECONDS: how long a checkout waits on a silent Stripe.
     stripe_timeout_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=120)] | None = None
+    # postgresql: the service on a database of the run's own (scenarios.pg_admin).
+    store: Literal["sqlite", "postgresql"] = "sqlite"
+    # More than one: that many processes on the database, behind one round-robin
+    # address (scenarios.replicas) that the load and the probes use.
+    replicas: Annotated[StrictInt, Field(ge=1, le=8)] = 1
+    # A FaultProxy between the service and PostgreSQL (the `db_proxy` step).
+    db_proxy: StrictBool = False
+
+    @model_validator(mode="after")
+    def _on_postgresql(self) -> Self:
+        if self.store != "postgresql":
+            if self.replicas > 1:
+                raise refuse('several replicas need store = "postgresql"', at=("replicas",))
+            if self.db_proxy:
+                raise refuse('a proxy in front of the database needs store = "postgresql"')
+        return self
 
 
 Weight = Annotated[StrictFloat | StrictInt, Field(ge=0)]
@@ -274,7 +293,8 @@ def parse_rehearsal(data: Mapping[str, Any], source: str = "(data)") -> Rehearsa
     rollbacks = _typed(raw.rollbacks, "rollbacks", steps.STEP_KINDS, problems)
     expect = _typed(raw.expect, "expect", expectations.EXPECTATION_KINDS, problems)
     if not problems:
-        problems.extend(_needs_problems(raw.scenario, (*method, *rollbacks), expect))
+        problems.extend(_needs_problems(raw.scenario, (*method, *rollbacks), expect, raw.service))
+        problems.extend(_service_problems(raw.service, (*method, *rollbacks)))
     if problems:
         (key, problem), *more = problems
         raise ConfigError(key, problem, more=more)
@@ -329,11 +349,13 @@ def _needs_problems(
     scenario: ScenarioTable,
     all_steps: Sequence[steps.Step],
     expect: Sequence[expectations.Expectation],
+    service: ServiceTable,
 ) -> list[tuple[str, str]]:
     """A method that moves the clock must say it needs the test clock, so a
-    --target run skips it rather than failing halfway."""
+    --target run skips it rather than failing halfway (and one on PostgreSQL
+    that it needs PostgreSQL, so a machine without it skips it)."""
     declared = set(scenario.needs)
-    needed: set[str] = set()
+    needed: set[str] = {"postgresql"} if service.store == "postgresql" else set()
     for step in all_steps:
         needed |= step.needs()
     for e in expect:
@@ -348,6 +370,27 @@ def _needs_problems(
             f" {', '.join(repr(m) for m in missing)} to needs",
         )
     ]
+
+
+def _service_problems(
+    service: ServiceTable, all_steps: Sequence[steps.Step]
+) -> list[tuple[str, str]]:
+    """Steps that act on what only some [service] tables start."""
+    problems = []
+    for step in all_steps:
+        if isinstance(step, steps.DbProxyStep) and not service.db_proxy:
+            problems.append(("service.db_proxy", "a db_proxy step needs db_proxy = true"))
+        replica = getattr(step, "kill_replica", None) or getattr(step, "replica", None)
+        if replica is not None and not 1 <= replica < service.replicas:
+            problems.append(
+                (
+                    "service.replicas",
+                    f"a step names replica {replica}; with {service.replicas} replica(s) it must"
+                    f" be 1 to {service.replicas - 1} (replica 0 takes the fault and clock"
+                    " controls and is never killed)",
+                )
+            )
+    return sorted(set(problems))
 
 
 def _keys(model: type[BaseModel]) -> tuple[str, ...]:

@@ -51,7 +51,12 @@ class HealthPoller:
             body = client.get(routes.HEALTH).json()
             breaker = body["circuitBreaker"]
             sample = BreakerSample(
-                t=t,
+                # When the answer came back: the state it reports was read between
+                # the request and now, so it is stamped no earlier than it could
+                # have been seen. (Stamped at the request, a /health held up behind
+                # a stalled database read as a breaker open before the fault that
+                # opened it.)
+                t=self.clock(),
                 state=str(breaker["state"]),
                 failures=int(breaker["failures"]),
                 health=str(body.get("status", "?")),

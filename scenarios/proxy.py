@@ -126,6 +126,7 @@ class FaultProxy:
         self._next = 0  # the round-robin position
         self._spread = [0] * len(chosen)  # connections forwarded to each upstream
         self._failovers = 0
+        self._refused = [0] * len(chosen)  # connections each upstream refused (a dead one)
         self._requested_port = port
         self.port = 0
         self._faults = ProxyFaults()
@@ -181,6 +182,11 @@ class FaultProxy:
     def failovers(self) -> int:
         """Connections an upstream refused and the next one took."""
         return self._failovers
+
+    def refused(self) -> list[int]:
+        """Connections each upstream refused, in ``upstreams`` order: a killed
+        replica is the one whose count grows while the others take its turns."""
+        return list(self._refused)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -294,6 +300,7 @@ class FaultProxy:
             try:
                 opened = await asyncio.open_connection(*self.upstreams[index])
             except OSError:
+                self._refused[index] += 1
                 if step == count - 1:
                     raise  # every upstream refused: the client's connection ends
                 self._failovers += 1

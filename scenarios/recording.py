@@ -81,6 +81,9 @@ class Recording:
     steps: list[StepRecord] = field(default_factory=list)
     outbox: list[OutboxSample] = field(default_factory=list)
     storms: list[dict[str, Any]] = field(default_factory=list)  # StormResult.summary() each
+    # Read from PostgreSQL every 0.5 s: {"t", "alive": licenses with an active
+    # session, "doubled": licenses with more than one}.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     # What the runner knows of the service: breaker_threshold, breaker_open_seconds.
     params: dict[str, Any] = field(default_factory=dict)
     end: float = 0.0
@@ -124,6 +127,7 @@ class Recording:
             "steps": [asdict(s) for s in self.steps],
             "outbox": [asdict(o) for o in self.outbox],
             "storms": self.storms,
+            "sessions": self.sessions,
             "params": self.params,
             "end": self.end,
         }
@@ -140,6 +144,7 @@ class Recording:
             steps=[StepRecord(**s) for s in data.get("steps", [])],
             outbox=[OutboxSample(**o) for o in data.get("outbox", [])],
             storms=list(data.get("storms", [])),
+            sessions=list(data.get("sessions", [])),
             params=dict(data.get("params", {})),
             end=float(data.get("end", 0.0)),
         )

@@ -25,21 +25,18 @@ import secrets as secrets_module
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
 
 from loadtests.harness.errors import GateError
+from loadtests.harness.processes import sigint_held
 from loadtests.harness.service_process import ServiceProcess
+from scenarios.pg_admin import redacted
 from scenarios.proxy import FaultProxy
 
 
 def describe_db(db: Path | str) -> str:
     """The database as a status line may show it: a URL's password hidden."""
     text = str(db)
-    parts = urlsplit(text)
-    if not parts.scheme.startswith("postgres") or parts.password is None:
-        return text
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redacted(text) if text.startswith(("postgresql://", "postgres://")) else text
 
 
 class ReplicaSet:
@@ -59,6 +56,7 @@ class ReplicaSet:
         secret: str | None = None,
         pin: bool = False,
         env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         if count < 1:
             raise GateError("a replica set needs at least one replica")
@@ -73,6 +71,7 @@ class ReplicaSet:
                 pin=pin,
                 env=env,
                 test_clock=test_clock,
+                cwd=cwd,
             )
             for i in range(count)
         ]
@@ -119,10 +118,14 @@ class ReplicaSet:
         self.processes[index].restart()
 
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-        for process in self.processes:
-            process.stop()
+        """Every replica stopped, and the address; a Ctrl-C meanwhile is held
+        until they are (the main thread's SIGINT ignored for those seconds), so
+        an impatient second Ctrl-C cannot leave replicas running: each has a
+        session of its own, which no terminal signal reaches."""
+        with sigint_held():
+            if self.proxy is not None:
+                self.proxy.stop()
+            ServiceProcess.stop_all(self.processes)
 
     def status(self) -> str:
         ports = " ".join(f":{p.port}" for p in self.processes)

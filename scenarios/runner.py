@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +27,7 @@ import httpx
 from licensing_service.contract import routes
 from licensing_service.contract.faults import FaultsRequest
 from loadtests.harness.errors import GateError
+from loadtests.harness.processes import sigint_held
 from loadtests.harness.provision import ProvisionError
 from loadtests.harness.service_process import ServiceProcess
 from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad
@@ -65,6 +65,8 @@ class RunOptions:
     out: TextIO | None = None
     live: bool | None = None  # None: a live display when `out` is a TTY
     seed: int | None = None
+    # The PostgreSQL admin URL for rehearsals on it (scenarios.pg_admin.admin_url).
+    pg: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +119,66 @@ def run_scenario(rehearsal: Rehearsal, options: RunOptions) -> ScenarioResult:
             stripe = stack.enter_context(FakeStripeServer())
             env = {"STRIPE_SECRET_KEY": DEFAULT_KEY, "STRIPE_API_BASE": stripe.url, **env}
         try:
-            with open_target(options.target, options.webhook_secrets, Path(tmp), env) as target:
+            db: str | None = None
+            db_proxy = None
+            if reh.service.store == "postgresql" and options.target is None:
+                prepared = _postgresql(reh, options, stack)
+                if isinstance(prepared, Verdict):
+                    return result([prepared])
+                if isinstance(prepared, str):
+                    return result([], skipped=prepared)
+                direct, db, db_proxy = prepared
+            with open_target(
+                options.target,
+                options.webhook_secrets,
+                Path(tmp),
+                env,
+                db=db,
+                replicas=reh.service.replicas,
+            ) as target:
                 missing = target.missing(reh.needs())
                 if missing is not None:
                     return result([], skipped=missing)
+                if db is not None:
+                    target = replace(target, db_url=direct)
                 seed = options.seed if options.seed is not None else random.randrange(1 << 30)  # noqa: S311 - a seed, not a secret
                 lics = licenses(target, reh.load.licenses, reh.load.suspended, seed=seed)
                 run = _Run(reh, target, lics, options, seed, sink if target.managed else None)
+                run.db_proxy = db_proxy
                 verdicts, recording, interrupted = run.execute()
                 return result(verdicts, recording=recording, interrupted=interrupted)
         except (GateError, ProvisionError, httpx.HTTPError) as exc:
             return result(
                 [Verdict("setup", Outcome.ERROR, "a target to rehearse on", "none", str(exc))]
             )
+
+
+def _postgresql(
+    reh: Rehearsal, options: RunOptions, stack: contextlib.ExitStack
+) -> tuple[str, str, Any] | Verdict | str:
+    """A database of the run's own (dropped when ``stack`` closes), and a fault
+    proxy in front of it when the file asks: (its URL, the URL the service is
+    given, the proxy or None); or why not: the skip reason, or an ERROR where a
+    server is required (``LH_TEST_PG_REQUIRED=1``)."""
+    from scenarios import pg_admin
+
+    admin = pg_admin.admin_url(options.pg)
+    reason = pg_admin.unreachable(admin)
+    if reason is not None:
+        if pg_admin.required():
+            return Verdict(
+                "setup", Outcome.ERROR, "PostgreSQL (LH_TEST_PG_REQUIRED=1)", "none", reason
+            )
+        return f"needs postgresql: {reason}"
+    try:
+        direct = stack.enter_context(pg_admin.scratch_database(admin, reh.name))
+    except Exception as exc:  # psycopg's: no right to create databases, the server gone...
+        why = f"{type(exc).__name__}: {exc}".replace(admin, pg_admin.redacted(admin))
+        return Verdict("setup", Outcome.ERROR, "a database of the run's own", "none", why)
+    if not reh.service.db_proxy:
+        return direct, direct, None
+    proxy = stack.enter_context(_proxy_for(pg_admin.address(direct)))
+    return direct, pg_admin.with_address(direct, "127.0.0.1", proxy.port), proxy
 
 
 class _Run:
@@ -156,10 +205,17 @@ class _Run:
         self.faults = FaultControl(self.client)
         # A TCP fault proxy between the clients (load, probes) and the service, when
         # the method uses one; the control calls and /health go straight to it.
-        self.proxy = _proxy_for(target.base_url) if _uses_proxy(reh) else None
+        self.proxy = _proxy_for(_address(target.clients)).start() if _uses_proxy(reh) else None
         self.client_url = (
-            f"http://127.0.0.1:{self.proxy.port}" if self.proxy is not None else target.base_url
+            f"http://127.0.0.1:{self.proxy.port}" if self.proxy is not None else target.clients
         )
+        self.db_proxy: Any = None  # scenarios.proxy.FaultProxy in front of PostgreSQL
+        self.db_proxy_active: list[str] = []
+        self.replica_kills: list[dict[str, Any]] = []
+        self.fresh_after_kill: list[int] = []  # statuses of new clients after a replica's kill
+        self.sessions: list[dict[str, Any]] = []
+        self._watch_sessions = any(e.name == "one_session_per_license" for e in reh.expect)
+        self._next_sessions = 0.0
         self.clients = httpx.Client(base_url=self.client_url, timeout=reh.load.timeout_ms / 1000)
         self.service_active: list[str] = []
         self.proxy_active: list[str] = []
@@ -277,7 +333,7 @@ class _Run:
         return False, None
 
     def _rollbacks(self) -> None:
-        with _sigint_ignored():
+        with sigint_held():
             for n, step in enumerate(self.reh.rollbacks):
                 try:
                     self._step("rollbacks", n, step, bounded=False)
@@ -326,7 +382,7 @@ class _Run:
 
     def _now_active(self) -> None:
         """A new fault window whenever the set of active faults changes."""
-        active = sorted([*self.service_active, *self.proxy_active])
+        active = sorted([*self.service_active, *self.proxy_active, *self.db_proxy_active])
         now = self.clock()
         if active != sorted(self.active):
             self._close_window(now)
@@ -374,6 +430,14 @@ class _Run:
         self.proxy_active = [f"proxy.{name}" for name in self.proxy.faults().active()]
         self._now_active()
 
+    def set_db_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None:
+        if self.db_proxy is None:  # cannot happen: the file is refused without db_proxy = true
+            raise StepFailed("no proxy in front of the database")
+        self.db_proxy.set(latency_ms=latency_ms, reset=reset, blackhole=blackhole)
+        # "db.proxy.reset": a database fault, for the expectations that judge one.
+        self.db_proxy_active = [f"db.proxy.{name}" for name in self.db_proxy.faults().active()]
+        self._now_active()
+
     def storm(self, step: StormStep) -> str:
         from scenarios.storm import StormConfig, StormError, StormProgress, run_storm
 
@@ -383,12 +447,22 @@ class _Run:
             duplicate_rate=float(step.duplicates),
             outage_start_seconds=float(step.outage_start_s),
             outage_seconds=0.0 if step.outage == "none" else float(step.outage_s),
-            outage="db" if step.outage == "db" else "webhook",
+            outage="db" if step.outage in ("db", "db_proxy") else "webhook",
             deadline_seconds=float(step.deadline_s),
         )
         process = self.target.process
-        if step.kills and process is None:
+        if (step.kills or step.kill_replica) and process is None:
             raise StepFailed("kills need the service the runner started (no --target)")
+        crasher: Any = process if step.kills else None
+        kills = step.kills
+        if step.kill_replica is not None:
+            crasher, kills = _ReplicaKiller(self, step.kill_replica), 1
+        switch = None
+        if step.outage == "db_proxy":
+
+            def switch(on: bool) -> None:
+                self.set_db_proxy(0, on, False)
+
         shown = [0.0]
 
         def progress(p: StormProgress) -> None:
@@ -401,15 +475,17 @@ class _Run:
                 self.target.base_url,
                 list(self.target.secrets),
                 config,
-                db=process.db if process is not None else None,
+                db=self.target.db_url or (process.db if process is not None else None),
                 progress=progress,
-                crasher=process if step.kills else None,
-                kills=step.kills,
+                crasher=crasher,
+                kills=kills,
+                replicas=self.target.replicas.urls[1:] if self.target.replicas else (),
+                outage_switch=switch,
             )
         except StormError as exc:
             raise StepFailed(f"the storm could not run: {exc}") from exc
         summary = result.summary()
-        summary["kills_asked"] = step.kills
+        summary["kills_asked"] = kills
         summary["outage_asked"] = config.outage_seconds > 0
         self.storms.append(summary)
         return (
@@ -417,24 +493,51 @@ class _Run:
             f" {result.applied_twice} applied twice, {result.kills} kills"
         )
 
-    def kill(self) -> None:
+    def kill(self, replica: int | None = None) -> None:
+        if replica is not None:
+            self.kill_replica(replica)
+            return
         process = self._process()
         self._offset_before_kill = self._clock_offset()
         process.kill()
         self.timeline.event(self.clock(), "service killed (SIGKILL)")
 
-    def restart(self) -> None:
-        process = self._process()
-        process.restart()
-        # A new process starts on real time and without faults: put its clock
-        # back where the rehearsal had it, and forget the faults it lost.
-        if self._offset_before_kill > 0:
-            self.client.post(
-                routes.HARNESS_CLOCK, json={"advance_seconds": self._offset_before_kill}
-            )
-        self.service_active = []
-        self._now_active()
-        self.timeline.event(self.clock(), "service restarted on the same database")
+    def kill_replica(self, replica: int) -> None:
+        """SIGKILL one replica (never 0, the controls'); the others go on."""
+        group = self.target.replicas
+        if group is None:
+            raise StepFailed("killing a replica needs [service] replicas > 1")
+        group.kill(replica)
+        self.replica_kills.append({"t": self.clock(), "replica": replica})
+        self.timeline.event(self.clock(), f"replica {replica} killed (SIGKILL); the others go on")
+        # As many new clients as there are replicas, each on a connection of its
+        # own: one of them gets the dead one's turn, which the address must pass on.
+        self.fresh_after_kill = []
+        for _ in group.processes:
+            try:
+                got = httpx.get(group.url + routes.HEALTH_LIVE, timeout=5).status_code
+            except httpx.HTTPError:
+                got = 0
+            self.fresh_after_kill.append(got)
+
+    def restart(self, replica: int | None = None) -> None:
+        offset = self._clock_offset() if replica is not None else self._offset_before_kill
+        if replica is not None:
+            if self.target.replicas is None:
+                raise StepFailed("restarting a replica needs [service] replicas > 1")
+            self.target.replicas.restart(replica)
+        else:
+            self._process().restart()
+        # A new process starts on real time (and on PostgreSQL resets the shared
+        # clock of every replica) and without faults: put the clock back where
+        # the rehearsal had it, and forget the faults it lost.
+        if offset > 0:
+            self.client.post(routes.HARNESS_CLOCK, json={"advance_seconds": offset})
+        if replica is None:
+            self.service_active = []
+            self._now_active()
+        which = "service" if replica is None else f"replica {replica}"
+        self.timeline.event(self.clock(), f"{which} restarted on the same database")
 
     _offset_before_kill = 0.0
 
@@ -456,6 +559,8 @@ class _Run:
             return latest is not None and latest.state == "OPEN"
         if until == "breaker_closed":
             return latest is not None and latest.state == "CLOSED"
+        if until == "db_answers":
+            return latest is not None and latest.health in ("healthy", "degraded")
         if until == "outbox_drained":
             return bool(self.outbox) and self.outbox[-1].queued == 0
         return False
@@ -473,6 +578,19 @@ class _Run:
         if self._watch_outbox and time.monotonic() >= self._next_outbox:
             self._next_outbox = time.monotonic() + 0.5
             self._sample_outbox()
+        if self._watch_sessions and time.monotonic() >= self._next_sessions:
+            self._next_sessions = time.monotonic() + 0.5
+            self.sample_sessions()
+
+    def sample_sessions(self) -> None:
+        """Licenses with an active session, and with more than one, in the database."""
+        if self.target.db_url is None:
+            return
+        from scenarios import pg_admin
+
+        with contextlib.suppress(Exception):  # a sample missed is no verdict
+            alive, doubled = pg_admin.sessions_alive(self.target.db_url)
+            self.sessions.append({"t": self.clock(), "alive": alive, "doubled": doubled})
 
     def _sample_outbox(self) -> None:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
@@ -563,7 +681,23 @@ class _Run:
 
     # ------------------------------------------------------------------ the recording
 
+    def _replica_params(self) -> dict[str, Any]:
+        group = self.target.replicas
+        if group is None:
+            return {}
+        front = group.proxy
+        return {
+            "replicas": len(group.processes),
+            "replica_kills": list(self.replica_kills),
+            "fresh_after_kill": list(self.fresh_after_kill),
+            "front_spread": front.spread() if front is not None else [],
+            "front_refused": front.refused() if front is not None else [],
+            "replicas_dead_at_end": group.dead(),
+        }
+
     def recording(self) -> Recording:
+        if self._watch_sessions:
+            self.sample_sessions()  # the last word, after the rollbacks
         return Recording(
             answers=sorted(self.load.answers(), key=lambda a: a.t),
             breaker=self.poller.samples(),
@@ -572,6 +706,7 @@ class _Run:
             steps=list(self.steps),
             outbox=list(self.outbox),
             storms=list(self.storms),
+            sessions=list(self.sessions),
             params={
                 "breaker_threshold": self.reh.service.breaker_threshold,
                 "breaker_open_seconds": self.reh.service.breaker_open_seconds,
@@ -580,9 +715,25 @@ class _Run:
                 "suspended": self.reh.load.suspended,
                 "target": self.target.base_url,
                 "managed": self.target.managed,
+                **self._replica_params(),
             },
             end=self.clock(),
         )
+
+
+class _ReplicaKiller:
+    """The storm's crasher for ``kill_replica``: kills that replica once, mid-storm,
+    and does not restart it (the others go on)."""
+
+    def __init__(self, run: _Run, replica: int) -> None:
+        self.run = run
+        self.replica = replica
+
+    def kill(self) -> None:
+        self.run.kill_replica(self.replica)
+
+    def restart(self) -> None:
+        """Nothing: the dead replica stays dead for the rest of the storm."""
 
 
 def _service_env(reh: Rehearsal, sink: Path) -> dict[str, str]:
@@ -616,16 +767,20 @@ def _sink_counts(sink: Path | None) -> tuple[int, int]:
 
 
 def _uses_proxy(reh: Rehearsal) -> bool:
-    return any(isinstance(s, ProxyStep) for s in (*reh.method, *reh.rollbacks))
+    return any(type(s) is ProxyStep for s in (*reh.method, *reh.rollbacks))
 
 
-def _proxy_for(base_url: str) -> Any:
+def _address(base_url: str) -> tuple[str, int]:
     from urllib.parse import urlsplit
 
+    parts = urlsplit(base_url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def _proxy_for(upstream: tuple[str, int]) -> Any:
     from scenarios.proxy import FaultProxy  # only when a method uses it
 
-    parts = urlsplit(base_url)
-    return FaultProxy(upstream=(parts.hostname or "127.0.0.1", parts.port or 80)).start()
+    return FaultProxy(upstream=upstream)
 
 
 def _validate(lic: LoadLicense) -> dict[str, Any]:
@@ -634,19 +789,6 @@ def _validate(lic: LoadLicense) -> dict[str, Any]:
         "credentials": {"email": lic.email, "token": lic.token},
         "device": {"machineFingerprint": lic.fingerprint},
     }
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """The rollbacks finish even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 __all__ = ["RunOptions", "ScenarioResult", "run_scenario"]

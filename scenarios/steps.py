@@ -9,15 +9,22 @@ Kinds and their keys (besides ``kind`` and an optional ``label``):
   ``FaultsRequest`` (:mod:`licensing_service.contract.faults`): faults on the service;
 - ``load``: ``action`` = start / stop: the recording load;
 - ``clock``: ``advance`` (seconds): moves the service's test clock;
-- ``wait``: ``seconds``, ``until`` (breaker_open, breaker_closed, outbox_drained):
+- ``wait``: ``seconds``, ``until`` (breaker_open, breaker_closed, outbox_drained,
+  db_answers):
   waits, at most ``seconds``;
 - ``proxy``: ``latency_ms``, ``reset``, ``blackhole``: the TCP fault proxy in front
   of the service (:mod:`scenarios.proxy`);
 - ``storm``: ``events``, ``seed``, ``duplicates``, ``outage`` (webhook, db, none),
   ``outage_start_s``, ``outage_s``, ``kills``, ``deadline_s``: a webhook storm
   from the fake Stripe with its oracle (:mod:`scenarios.storm`);
-- ``kill``: kill -9 the service the runner started; ``restart``: start it again on
-  the same database.
+- ``db_proxy``: ``latency_ms``, ``reset``, ``blackhole``: the same proxy between
+  the service and PostgreSQL (``[service] db_proxy = true``): the database made
+  unreachable without touching the server (others' databases live on it);
+- ``storm``: ``outage = "db_proxy"`` resets every connection to PostgreSQL for the
+  outage instead; ``kill_replica`` = N kills replica N (``[service] replicas``)
+  -9 in the middle of the storm and leaves it dead: the others go on;
+- ``kill`` and ``restart``: kill -9 the service the runner started, and start it
+  again on the same database; ``replica`` = N: that replica only.
 
 ``proxy``, ``storm``, ``kill`` and ``restart`` need modules (``scenarios.proxy``,
 ``scenarios.storm``, ``scenarios.crash``) from the storms work: while one is not
@@ -42,7 +49,9 @@ from licensing_service.contract.faults import (
 )
 
 MAX_WAIT_S = 600.0
-Conditions = Literal["breaker_open", "breaker_closed", "outbox_drained"]
+# db_answers: the service's /health finds its database answering again (its
+# pool has reconnected), whatever the breaker says.
+Conditions = Literal["breaker_open", "breaker_closed", "outbox_drained", "db_answers"]
 
 
 class StepFailed(RuntimeError):
@@ -59,8 +68,9 @@ class Controls(Protocol):
     def wait(self, seconds: float, until: str | None) -> bool: ...
     def set_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None: ...
     def storm(self, step: StormStep) -> str: ...
-    def kill(self) -> None: ...
-    def restart(self) -> None: ...
+    def set_db_proxy(self, latency_ms: int, reset: bool, blackhole: bool) -> None: ...
+    def kill(self, replica: int | None) -> None: ...
+    def restart(self, replica: int | None) -> None: ...
 
 
 class _Step(BaseModel):
@@ -195,6 +205,18 @@ class ProxyStep(_Step):
         return ""
 
 
+class DbProxyStep(ProxyStep):
+    kind: Literal["db_proxy"]  # type: ignore[assignment]
+    requires: ClassVar[frozenset[str]] = frozenset({"postgresql"})
+
+    def describe(self) -> str:
+        return self.label or "database " + super().describe()
+
+    def run(self, controls: Controls) -> str:
+        controls.set_db_proxy(self.latency_ms, self.reset, self.blackhole)
+        return ""
+
+
 class StormStep(_Step):
     """A webhook storm with its oracle (:func:`scenarios.storm.run_storm`): the
     storm moves the test clock itself, switches its outage on and off at its
@@ -205,16 +227,20 @@ class StormStep(_Step):
     events: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 10_000
     seed: StrictInt = 1
     duplicates: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = 0.3
-    outage: Literal["webhook", "db", "none"] = "webhook"
+    outage: Literal["webhook", "db", "db_proxy", "none"] = "webhook"
     outage_start_s: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 120
     outage_s: Annotated[StrictFloat | StrictInt, Field(ge=0)] = 120  # test-clock seconds
     kills: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    kill_replica: Annotated[StrictInt, Field(ge=1, le=7)] | None = None
     deadline_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=3600)] = 900
     module: ClassVar[str | None] = "scenarios.storm"
     requires: ClassVar[frozenset[str]] = frozenset({"test_clock", "faults"})
 
     def needs(self) -> frozenset[str]:
-        return self.requires | ({"process"} if self.kills else set())
+        more = {"process"} if self.kills or self.kill_replica else set()
+        if self.outage == "db_proxy" or self.kill_replica:
+            more.add("postgresql")
+        return self.requires | more
 
     def scaled(self, factor: float) -> Self:
         # --fast: fewer events, as fewer seconds for a wait (the outage stays
@@ -226,6 +252,8 @@ class StormStep(_Step):
             return self.label
         outage = "" if self.outage == "none" or not self.outage_s else f", {self.outage} outage"
         kills = f", {self.kills} kills" if self.kills else ""
+        if self.kill_replica:
+            kills += f", replica {self.kill_replica} killed"
         return f"storm of {self.events} events{outage}{kills}"
 
     def run(self, controls: Controls) -> str:
@@ -234,25 +262,45 @@ class StormStep(_Step):
 
 class KillStep(_Step):
     kind: Literal["kill"]
+    replica: Annotated[StrictInt, Field(ge=1, le=7)] | None = None
     module: ClassVar[str | None] = "scenarios.crash"
     requires: ClassVar[frozenset[str]] = frozenset({"process"})
 
+    def describe(self) -> str:
+        return self.label or ("kill" if self.replica is None else f"kill replica {self.replica}")
+
     def run(self, controls: Controls) -> str:
-        controls.kill()
+        controls.kill(self.replica)
         return ""
 
 
 class RestartStep(_Step):
     kind: Literal["restart"]
+    replica: Annotated[StrictInt, Field(ge=1, le=7)] | None = None
     module: ClassVar[str | None] = "scenarios.crash"
     requires: ClassVar[frozenset[str]] = frozenset({"process"})
 
+    def describe(self) -> str:
+        return self.label or (
+            "restart" if self.replica is None else f"restart replica {self.replica}"
+        )
+
     def run(self, controls: Controls) -> str:
-        controls.restart()
+        controls.restart(self.replica)
         return ""
 
 
-Step = FaultStep | LoadStep | ClockStep | WaitStep | ProxyStep | StormStep | KillStep | RestartStep
+Step = (
+    FaultStep
+    | LoadStep
+    | ClockStep
+    | WaitStep
+    | ProxyStep
+    | DbProxyStep
+    | StormStep
+    | KillStep
+    | RestartStep
+)
 
 STEP_KINDS: dict[str, type[BaseModel]] = {
     model.model_fields["kind"].annotation.__args__[0]: model for model in Step.__args__
@@ -262,6 +310,7 @@ __all__ = [
     "STEP_KINDS",
     "ClockStep",
     "Controls",
+    "DbProxyStep",
     "FaultStep",
     "KillStep",
     "LoadStep",

@@ -237,16 +237,19 @@ def run_storm(
     crasher: Crasher | None = None,
     kills: int = 0,
     replicas: Sequence[str] = (),
+    outage_switch: Callable[[bool], None] | None = None,
 ) -> StormResult:
     """Run the storm against ``base_url`` (a ``--test-clock`` service) and judge it.
 
     ``replicas``: more base URLs of the same service (replicas on one database):
     each attempt of a delivery goes to the next one after its previous attempt's
     (a Stripe retry landing on another replica), and faults are set on all.
-    ``db``: the service's SQLite file, for the durability judges (else, or for a
-    database URL, skipped).
+    ``db``: the service's SQLite file or PostgreSQL URL, for the durability
+    judges (:mod:`scenarios.storm_db`; without one they are skipped).
     ``crasher`` and ``kills``: kill -9 and restart the service at that many points
-    spread over the storm (``scenarios.crash.run_crash_restart`` is the front)."""
+    spread over the storm (``scenarios.crash.run_crash_restart`` is the front).
+    ``outage_switch``: how the outage is switched on and off instead of the
+    fault route (the rehearsal runner's proxy in front of PostgreSQL)."""
     config = config or StormConfig()
     if kills and crasher is None:
         raise StormError("kills need a crasher that can kill and restart the service")
@@ -254,17 +257,18 @@ def run_storm(
     try:
         engine = _Engine(base_url, secrets, config, target.run, progress, crasher, kills)
         engine.others = [url.rstrip("/") for url in replicas]
+        engine.outage_switch = outage_switch
         started = time.perf_counter()
         asyncio.run(engine.run())
         wall = time.perf_counter() - started
         if config.settle_seconds > 0:
             time.sleep(config.settle_seconds)
-        return _judged(engine, target, db if isinstance(db, Path) else None, wall)
+        return _judged(engine, target, db, wall)
     finally:
         target.close()
 
 
-def _judged(engine: _Engine, target: Target, db: Path | None, wall: float) -> StormResult:
+def _judged(engine: _Engine, target: Target, db: Path | str | None, wall: float) -> StormResult:
     stream = engine.stream
     assert stream is not None
     stored = read_stored(db, stream.oracle) if db is not None else None
@@ -346,6 +350,7 @@ class _Engine:
         self.acknowledged = 0
         self.others: list[str] = []  # more replicas to spread the deliveries over
         self.senders: list[Sender] = []  # one per replica, the first for base_url
+        self.outage_switch: Callable[[bool], None] | None = None
 
     def elapsed_clock(self) -> float:
         return self.now - self.start
@@ -500,6 +505,9 @@ class _Engine:
 
     async def _apply_outage(self, on: bool) -> None:
         cfg = self.config
+        if self.outage_switch is not None:
+            await asyncio.to_thread(self.outage_switch, on)
+            return
         if cfg.outage == "webhook":
             request = FaultsRequest(webhook=WebhookFault(reject=on))
         else:

@@ -7,16 +7,23 @@ calls the same functions.
 Prints progress (``fixtures.progress``: a live bar on a terminal; without one, a
 plain line every few seconds), then the result as JSON, and exits 0 when every
 judge passed, 1 if not.
+
+Ctrl-C (SIGINT) or SIGTERM stops the storm and every service process it started
+(each runs in a session of its own, which no terminal signal reaches, so this
+command stops them; a second Ctrl-C meanwhile is held until they are) and exits
+130 with one line, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from fixtures.progress import Progress
 from loadtests.harness.service_process import ServiceProcess
@@ -24,8 +31,29 @@ from loadtests.harness.steal import cpu_times, steal_pct
 from scenarios.crash import run_crash_restart
 from scenarios.storm import StormConfig, StormProgress, StormResult, run_storm
 
+INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # The `with` blocks below have stopped the service processes by now.
+        print("storm: interrupted; the service processes are stopped", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: as Ctrl-C (the same path: asyncio's own SIGINT handler while the
+    storm's loop runs), so the service processes are stopped, not orphaned."""
+    del signum, frame
+    signal.raise_signal(signal.SIGINT)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios.storm_cli")
     parser.add_argument("kind", choices=["storm", "crash"])
     parser.add_argument("--events", type=int, default=10_000)

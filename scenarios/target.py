@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -27,6 +28,9 @@ from loadtests.harness.service_process import ServiceProcess, service
 from loadtests.rehearsal_load import LoadLicense
 from scenarios.fault_control import FaultControl
 
+if TYPE_CHECKING:
+    from scenarios.replicas import ReplicaSet
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -36,6 +40,16 @@ class Target:
     capabilities: frozenset[str]  # of "faults", "test_clock", "process"
     why_not: Mapping[str, str]  # capability -> why it is missing
     process: ServiceProcess | None = None  # the started service (kill, restart, its database)
+    # Several replicas: ``base_url`` is replica 0's own address (the fault and
+    # clock controls, /health), ``client_url`` the round-robin one in front.
+    replicas: ReplicaSet | None = None
+    client_url: str | None = None
+    db_url: str | None = None  # PostgreSQL, straight (not through a proxy): for the judges
+
+    @property
+    def clients(self) -> str:
+        """Where the load and the probes go."""
+        return self.client_url or self.base_url
 
     def missing(self, needs: frozenset[str]) -> str | None:
         """Why a scenario needing ``needs`` cannot run here, or None."""
@@ -51,14 +65,29 @@ def open_target(
     secrets: tuple[str, ...],
     work: Path,
     env: Mapping[str, str],
+    *,
+    db: str | None = None,
+    replicas: int = 1,
 ) -> Iterator[Target]:
     """An external ``url`` as it is, or the reference service started in ``work``
-    as a process the runner may kill -9 and restart on the same database."""
+    as a process the runner may kill -9 and restart on the same database:
+    a SQLite file there, or ``db`` (a PostgreSQL URL, maybe through a proxy),
+    ``replicas`` processes behind one address when more than one."""
     if url is not None:
         with service(url, secrets, work, pin=False) as (base, found, _):
             yield probe(base, tuple(found), managed=False)
         return
-    with ServiceProcess(work / "rehearsal.db", work / "service.log", env=env) as process:
+    if replicas > 1:
+        from scenarios.replicas import ReplicaSet
+
+        assert db is not None, "replicas share a PostgreSQL database"
+        with ReplicaSet(db, replicas, work, test_clock=True, env=env, cwd=work) as group:
+            first = group.processes[0]
+            offered = probe(first.url, tuple(group.secrets), managed=True)
+            yield replace(offered, process=first, replicas=group, client_url=group.url)
+        return
+    where = db if db is not None else work / "rehearsal.db"
+    with ServiceProcess(where, work / "service.log", env=env, cwd=work) as process:
         yield replace(probe(process.url, tuple(process.secrets), managed=True), process=process)
 
 
@@ -82,9 +111,12 @@ def probe(base: str, secrets: tuple[str, ...], managed: bool) -> Target:
         else:
             why["faults"] = reason
     if managed:
-        caps.add("process")
+        caps.update({"process", "postgresql"})  # the runner skips earlier without a server
     else:
         why["process"] = "kill and restart need the service the runner started (no --target)"
+        why["postgresql"] = (
+            "the runner starts the service on a PostgreSQL database of its own (no --target)"
+        )
     return Target(base, secrets, managed, frozenset(caps), why)
 
 

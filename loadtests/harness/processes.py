@@ -8,6 +8,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
+from collections.abc import Iterator
 
 
 def free_port() -> int:
@@ -28,6 +30,37 @@ def stop_group(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def stop_groups(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """:func:`stop_group` for several at once: every group is sent SIGTERM first,
+    then each is waited for (SIGKILL past ``timeout`` in all), so N processes
+    take the longest one's shutdown, not the sum."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """SIGINT ignored inside, so a second Ctrl-C cannot cut a clean-up short
+    (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def pin_self(pin: bool) -> None:

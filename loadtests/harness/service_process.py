@@ -21,7 +21,7 @@ import httpx
 
 from licensing_service.contract import routes
 from loadtests.harness.errors import GateError
-from loadtests.harness.processes import free_port, pinned, stop_group
+from loadtests.harness.processes import free_port, pinned, sigint_held, stop_group, stop_groups
 
 
 @contextlib.contextmanager
@@ -125,8 +125,12 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         test_clock: bool = True,
         core: int = 0,
+        cwd: Path | None = None,
     ) -> None:
-        self.db = db  # a SQLite file, or a database URL (several replicas on one)
+        self.db = db
+        # Its working directory: where a PostgreSQL service keeps its test-clock
+        # file (var/ under it), so a rehearsal's replicas share one of their own.
+        self.cwd = cwd  # a SQLite file, or a database URL (several replicas on one)
         self.test_clock = test_clock
         self.core = core
         self.log = log
@@ -165,6 +169,7 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         self.starts += 1
         wait_ready(self.url, self._process, self.log)
@@ -187,8 +192,17 @@ class ServiceProcess:
         self.start()
 
     def stop(self) -> None:
+        """SIGTERM its group and wait (SIGKILL past 15 s); a Ctrl-C meanwhile is
+        held, so it cannot leave the process running in its own session."""
         if self._process is not None:
-            stop_group(self._process)
+            with sigint_held():
+                stop_group(self._process)
+
+    @staticmethod
+    def stop_all(services: Sequence[ServiceProcess]) -> None:
+        """Stop several at once (SIGTERM to all, then wait): bounded by the slowest."""
+        with sigint_held():
+            stop_groups([s._process for s in services if s._process is not None])
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

@@ -158,6 +158,18 @@ def test_undegraded_answers_during_the_outage_fail() -> None:
     assert judge("degraded_marked", with_answers(db_outage(), unmarked)).outcome is Outcome.FAIL
 
 
+def test_a_grace_after_the_fault_began_spares_answers_from_a_fresh_cache() -> None:
+    # db.errors 2..6 s: one unmarked answer at 2.0 (a cache still fresh), one at 3.0.
+    def unmarked(a: Answer) -> Answer:
+        return replace(a, degraded=False) if a.op == "validate" and a.t in (2.0, 3.0) else a
+
+    rec = with_answers(db_outage(), unmarked)
+    assert judge("degraded_marked", rec, grace_s=0.2).outcome is Outcome.FAIL  # 3.0 still
+    early = with_answers(db_outage(), lambda a: unmarked(a) if a.t == 2.0 else a)
+    assert judge("degraded_marked", early).outcome is Outcome.FAIL
+    assert judge("degraded_marked", early, grace_s=0.2).outcome is Outcome.PASS
+
+
 def test_writes_must_fail_fast_with_retry_after() -> None:
     rec = db_outage()
     slow = with_answers(rec, lambda a: replace(a, latency_ms=800) if a.op == "session" else a)
@@ -412,3 +424,75 @@ def test_a_new_session_refused_after_the_jump_fails() -> None:
     verdict = judge("sessions_expired", refused)
     assert verdict.outcome is Outcome.FAIL
     assert "409 SESSION_CONFLICT" in verdict.observed
+
+
+# ------------------------------------------------------------------ replicas
+
+
+def replica_killed(**params: object) -> Recording:
+    """Replica 2 of 3 killed at t=5 in a storm; the load answered before and after."""
+    answers = [answer(t / 10) for t in range(0, 120)]
+    rec = storm(kills=1, kills_asked=1, unanswered=40, outage_asked=False)
+    values: dict[str, object] = {
+        "replicas": 3,
+        "replica_kills": [{"t": 5.0, "replica": 2}],
+        "fresh_after_kill": [200, 200, 200],
+        "front_refused": [0, 0, 3],
+        "front_spread": [40, 40, 20],
+    }
+    values.update(params)
+    return replace(rec, answers=answers, params=values, end=12.0)
+
+
+def test_a_replica_killed_with_the_others_going_on_passes() -> None:
+    verdict = judge("replica_failover", replica_killed(), within_s=2)
+    assert verdict.outcome is Outcome.PASS, verdict
+    assert "refused per replica [0, 0, 3]" in verdict.observed
+
+
+def test_failures_near_the_kill_are_allowed_and_after_it_are_not() -> None:
+    rec = replica_killed()
+    near = with_answers(rec, lambda a: replace(a, status=0, failure="reset") if a.t == 5.5 else a)
+    assert judge("replica_failover", near, within_s=2).outcome is Outcome.PASS
+    late = with_answers(rec, lambda a: replace(a, status=503) if a.t == 9.0 else a)
+    verdict = judge("replica_failover", late, within_s=2)
+    assert verdict.outcome is Outcome.FAIL and "answers failed after the kill" in verdict.detail
+
+
+@pytest.mark.parametrize(
+    ("params", "storm_changes", "found"),
+    [
+        ({"front_refused": [0, 0, 0]}, {}, "never found replica 2 dead"),
+        ({"fresh_after_kill": [200, 0, 200]}, {}, "fresh clients after the kill answered"),
+        ({}, {"unanswered": 0}, "none reached the dead replica"),
+        ({}, {"lost": 3}, "3 lost"),
+        ({}, {"applied_twice": 1}, "1 applied twice"),
+    ],
+)
+def test_a_replica_kill_that_broke_a_promise_fails(
+    params: dict[str, object], storm_changes: dict[str, object], found: str
+) -> None:
+    rec = replica_killed(**params)
+    rec.storms[0].update(storm_changes)
+    verdict = judge("replica_failover", rec, within_s=2)
+    assert verdict.outcome is Outcome.FAIL and found in verdict.detail, verdict
+
+
+def test_no_replica_killed_cannot_be_judged() -> None:
+    assert judge("replica_failover", replica_killed(replica_kills=[])).outcome is Outcome.ERROR
+
+
+def sessions(*doubled: int) -> Recording:
+    samples = [{"t": n * 0.5, "alive": 6, "doubled": d} for n, d in enumerate(doubled)]
+    return Recording(sessions=samples)
+
+
+def test_one_session_per_license() -> None:
+    assert judge("one_session_per_license", sessions(0, 0, 0)).outcome is Outcome.PASS
+    verdict = judge("one_session_per_license", sessions(0, 2, 0))
+    assert verdict.outcome is Outcome.FAIL and "2 licenses with two or more at 0.50s" in (
+        verdict.detail
+    )
+    assert judge("one_session_per_license", Recording()).outcome is Outcome.ERROR
+    idle = Recording(sessions=[{"t": 0.0, "alive": 0, "doubled": 0}])
+    assert judge("one_session_per_license", idle).outcome is Outcome.ERROR

@@ -154,16 +154,17 @@ def test_fast_variant_scales_waits_but_not_bounds() -> None:
 # Each shipped rehearsal judges its invariants with the kinds whose failure on a
 # broken recording or service tests/scenarios/test_expectations.py (and
 # test_rehearse_e2e.py) show.
+BREAKER_OUTAGE = {
+    "breaker_opens",
+    "half_open_trials",
+    "breaker_closes",
+    "answered_ratio",
+    "degraded_marked",
+    "fail_fast",
+    "wrong_answers",
+}
 INVARIANTS = {
-    "db-outage": {
-        "breaker_opens",
-        "half_open_trials",
-        "breaker_closes",
-        "answered_ratio",
-        "degraded_marked",
-        "fail_fast",
-        "wrong_answers",
-    },
+    "db-outage": BREAKER_OUTAGE,
     "db-slow": {
         "breaker_opens",
         "latency_p99",
@@ -177,6 +178,14 @@ INVARIANTS = {
     "network-partition": {"client_failures", "recovers", "wrong_answers"},
     "webhook-retry-storm": {"storm_exactly_once"},
     "crash-restart": {"storm_exactly_once"},
+    # Issue 11, item 6: on PostgreSQL.
+    "replica-kill": {
+        "storm_exactly_once",
+        "replica_failover",
+        "one_session_per_license",
+        "server_errors",
+    },
+    "db-unreachable": BREAKER_OUTAGE | {"storm_exactly_once"},
 }
 
 
@@ -185,3 +194,55 @@ def test_every_rehearsal_the_issue_names_is_shipped_with_its_invariants() -> Non
     for name, kinds in INVARIANTS.items():
         reh = load_rehearsal(shipped()[name])
         assert kinds <= {e.name for e in reh.expect}, name
+
+
+ON_POSTGRESQL = """
+[scenario]
+name = "on-pg"
+needs = ["faults", "test_clock", "process", "postgresql"]
+
+[service]
+store = "postgresql"
+replicas = 3
+db_proxy = true
+
+[[method]]
+kind = "db_proxy"
+reset = true
+
+[[method]]
+kind = "storm"
+outage = "db_proxy"
+kill_replica = 2
+
+[[method]]
+kind = "restart"
+replica = 2
+
+[[expect]]
+kind = "replica_failover"
+"""
+
+
+def test_a_rehearsal_on_postgresql_is_typed() -> None:
+    reh = loads_rehearsal(ON_POSTGRESQL)
+    assert reh.service.store == "postgresql" and reh.service.replicas == 3
+    assert "postgresql" in reh.needs()
+    assert reh.method[0].describe() == "database proxy reset"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (('store = "postgresql"\n', ""), "service.replicas: several replicas need store"),
+        (("kill_replica = 2", "kill_replica = 3"), "names replica 3; with 3 replica(s)"),
+        (("replica = 2\n", "replica = 0\n"), "method[3].replica: must be at least 1"),
+        (("db_proxy = true\n", ""), "service.db_proxy: a db_proxy step needs db_proxy = true"),
+        (('"process", "postgresql"', '"process"'), "add 'postgresql' to needs"),
+    ],
+)
+def test_a_rehearsal_on_postgresql_is_refused_naming_the_key(
+    change: tuple[str, str], problem: str
+) -> None:
+    text = ON_POSTGRESQL.replace(*change)
+    assert any(problem in line for line in lines(refused(text))), lines(refused(text))

@@ -57,6 +57,7 @@ def test_each_new_connection_goes_to_the_next_upstream(
         assert _names(proxy.port, 6) == ["a", "b", "c", "a", "b", "c"]
         assert proxy.spread() == [2, 2, 2]
         assert proxy.failovers() == 0
+        assert proxy.refused() == [0, 0, 0]
 
 
 def test_a_refusing_upstream_passes_its_connections_on(
@@ -68,6 +69,7 @@ def test_a_refusing_upstream_passes_its_connections_on(
         assert _names(proxy.port, 4) == ["a", "b", "b", "a"]
         assert proxy.spread() == [2, 0, 2]
         assert proxy.failovers() == 1
+        assert proxy.refused() == [0, 1, 0]  # the dead upstream, named
 
 
 def test_every_upstream_refusing_ends_the_connection() -> None:
