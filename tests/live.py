@@ -28,6 +28,7 @@ from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
 from licensing_service.db_target import SqliteTarget
 from licensing_service.service.outbox import EmailTransport
+from loadtests.harness.listeners import close_listeners
 
 T = TypeVar("T")
 # Set by scripts/test-uvicorn-latest: run the accelerator on the newest uvicorn
@@ -61,7 +62,8 @@ class _PromptServer(uvicorn.Server):
     open connections before it shuts down: ~200 ms for every server a test starts,
     a fifth of the quick suite's time. Here the main loop waits on an event (still
     refreshing the Date header each second) and the shutdown polls the connections
-    every 5 ms. The same steps, in the same order, as ``Server.shutdown``.
+    every 5 ms. The same steps, in the same order, as ``Server.shutdown``, and the
+    listening sockets closed without leaking a connection accepted meanwhile.
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
@@ -77,8 +79,9 @@ class _PromptServer(uvicorn.Server):
                 await asyncio.wait_for(self.exit_now.wait(), timeout=1.0)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
+        # uvicorn's server.close() for each, without CPython's race with a
+        # connection accepted at that moment (loadtests.harness.listeners).
+        await close_listeners(self.servers)
         for connection in list(self.server_state.connections):
             connection.shutdown()
         deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 10)
