@@ -367,6 +367,11 @@ class MemoryBilling:
         del now
         self._tables().license_changes.append(email)
 
+    def prune_license_changes(self, before: datetime) -> int:
+        """Kept: the in-memory feed lives only as long as the test that made it."""
+        del before
+        return 0
+
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool:
         del now
         refunds = self._tables().refunds
@@ -558,7 +563,7 @@ class MemoryStore:
         # Reads answer, write transactions fail (a full disk, a lock held elsewhere).
         self.fail_transactions = False
         self._uow = MemoryUnitOfWork(self)
-        self._listener: Callable[[list[str]], None] | None = None
+        self._listener: Callable[[list[str] | None], None] | None = None
         self._feed_cursor = 0
         self._seen_version = self.tables.version
 
@@ -575,7 +580,7 @@ class MemoryStore:
     def pending_writes(self) -> int:
         return len(self.deferred)
 
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+    def watch_license_changes(self, listener: Callable[[list[str] | None], None]) -> None:
         self._feed_cursor = len(self.tables.license_changes)
         self._listener = listener
 

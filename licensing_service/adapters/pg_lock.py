@@ -18,7 +18,7 @@ from licensing_service.service.errors import StorageUnavailable
 TAKE_TIMEOUT_MS = 500
 TABLES = (
     "customers, audit_log, email_log, active_sessions, refund_requests, webhook_events,"
-    " billing_state, license_changes"
+    " billing_state, license_changes, license_changes_pruned"
 )
 
 

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from licensing_service.adapters import license_feed
 from licensing_service.adapters.pg_connection import PgConn, PgConnection
 from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
 from licensing_service.adapters.sql import Savepoint
@@ -93,7 +94,7 @@ class PgStore:
         self._feed = feed
         self._sql = PgConnection(self._acquire)
         self._uow = PgUnitOfWork(self._sql, self.cache, self.deferred)
-        self._change_listener: Callable[[list[str]], None] | None = None
+        self._change_listener: Callable[[list[str] | None], None] | None = None
         self._change_cursor = self._latest_change()
         self._atomic = False
 
@@ -108,7 +109,7 @@ class PgStore:
     def pending_writes(self) -> int:
         return len(self.deferred)
 
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+    def watch_license_changes(self, listener: Callable[[list[str] | None], None]) -> None:
         self._change_cursor = self._latest_change()
         self._change_listener = listener
 
@@ -143,22 +144,20 @@ class PgStore:
     def _latest_change(self) -> int:
         try:
             with self.pool.connection() as conn:
-                row = conn.execute(b"SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
+                return license_feed.latest(PgConnection(lambda: conn))
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageUnavailable(str(exc)) from exc
-        return int(row[0]) if row else 0
 
     def read_license_changes(self) -> None:
         """Drop what the cache holds about licenses changed since the cursor,
-        and tell the listener (the breaker snapshot)."""
-        rows = self._sql.execute(
-            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
-            (self._change_cursor,),
-        ).fetchall()
-        emails = [row[1] for row in rows]
-        self.cache.revalidated(emails)
-        if rows:
-            self._change_cursor = rows[-1][0]
+        and tell the listener (the breaker snapshot); all of it when the cursor
+        fell behind the feed's retention (license_feed.py)."""
+        cursor, emails = license_feed.since(self._sql, self._change_cursor)
+        if emails is None:
+            self.cache.clear()
+        self.cache.revalidated(emails or [])
+        if cursor != self._change_cursor:
+            self._change_cursor = cursor
             if self._change_listener is not None:
                 self._change_listener(emails)
 

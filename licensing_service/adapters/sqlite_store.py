@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from licensing_service.adapters import license_feed
 from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
 from licensing_service.adapters.sqlite_billing import SqliteBilling
@@ -115,7 +116,7 @@ class SqliteStore:
         self.deferred = DeferredValidations()
         self._uow = SqliteUnitOfWork(self._conn, self.cache, self.deferred)
         self._checkpointer = Checkpointer(self.path).start() if background_checkpoints else None
-        self._change_listener: Callable[[list[str]], None] | None = None
+        self._change_listener: Callable[[list[str] | None], None] | None = None
         self._change_cursor = 0
 
     def transaction(self) -> _Scope:
@@ -129,23 +130,20 @@ class SqliteStore:
     def pending_writes(self) -> int:
         return len(self.deferred)
 
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
+    def watch_license_changes(self, listener: Callable[[list[str] | None], None]) -> None:
         """Call ``listener(emails)`` with the licenses another process changed,
-        as soon as a transaction notices that process's commit."""
-        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
-        self._change_cursor = int(row[0])
+        as soon as a transaction notices that process's commit (None: every
+        license, license_feed.py)."""
+        self._change_cursor = license_feed.latest(self._conn)
         self._change_listener = listener
 
     def read_license_changes(self) -> None:
         if self._change_listener is None:
             return
-        rows = self._conn.execute(
-            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
-            (self._change_cursor,),
-        ).fetchall()
-        if rows:
-            self._change_cursor = rows[-1][0]
-            self._change_listener([row[1] for row in rows])
+        cursor, emails = license_feed.since(self._conn, self._change_cursor)
+        if cursor != self._change_cursor:
+            self._change_cursor = cursor
+            self._change_listener(emails)  # None: behind the feed's retention, forget all
 
     def ping(self) -> None:
         """Probe the database outside any transaction (health checks)."""

@@ -168,6 +168,11 @@ class BillingRepository(Protocol):
         """Tell other worker processes to forget what they hold about this license."""
         ...
 
+    def prune_license_changes(self, before: datetime) -> int:
+        """Drop the notes written before ``before`` (a process that had not read
+        them yet then forgets every license); returns how many went."""
+        ...
+
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool: ...
     def stripe_customer_id(self, customer_id: int) -> str | None: ...
 
@@ -311,8 +316,10 @@ class Store(Protocol):
         """Writes accepted but not yet committed (group commit)."""
         ...
 
-    def watch_license_changes(self, listener: Callable[[list[str]], None]) -> None:
-        """Call ``listener(emails)`` with the licenses another process changed."""
+    def watch_license_changes(self, listener: Callable[[list[str] | None], None]) -> None:
+        """Call ``listener(emails)`` with the licenses another process changed;
+        ``listener(None)``: any license may have changed (the feed was pruned
+        past this process's cursor), forget them all."""
         ...
 
     def close(self) -> None: ...

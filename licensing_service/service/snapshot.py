@@ -24,8 +24,12 @@ class Snapshot:
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
 
-    def discard(self, emails: list[str]) -> None:
-        """Another process changed these licenses: no answer from stale entries."""
+    def discard(self, emails: list[str] | None) -> None:
+        """Another process changed these licenses (None: any license may have
+        changed): no answer from stale entries."""
+        if emails is None:
+            self._by_email.clear()
+            return
         for email in emails:
             self._by_email.pop(email, None)
 
