@@ -215,10 +215,14 @@ class FaultProxy:
         assert self._server is not None
         assert self._stopped is not None
         await close_listeners([self._server])
+        cancelled = []
         for conn in list(self._conns):
             self._abort(conn)
             for task in conn.tasks:
                 task.cancel()
+                cancelled.append(task)
+        # Each ends before the loop does (else "Task was destroyed but it is pending!").
+        await asyncio.gather(*cancelled, return_exceptions=True)
         self._stopped.set()
 
     async def _apply(self, faults: ProxyFaults) -> None:

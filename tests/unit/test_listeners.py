@@ -19,12 +19,18 @@ async def _closed_while_accepting() -> bool:
 
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    # The kernel completes the connection (the listen backlog) without the loop.
-    client = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", port))
+    # Connected while the loop is blocked here: the kernel completes it (the
+    # listen backlog), and the loop's accept() runs at its next turn.
+    client = socket.create_connection(("127.0.0.1", port))
     try:
-        # The loop's accept() has run; the task that makes its transport has not.
-        while not any(_accepting(task) for task in asyncio.all_tasks()):  # noqa: ASYNC110 - no event for it
+        # One turn at a time until the loop's accept() has run and the task
+        # that makes its transport has not (it takes its step the turn after).
+        for _ in range(100):
             await asyncio.sleep(0)
+            if any(_accepting(task) for task in asyncio.all_tasks()):
+                break
+        else:
+            raise AssertionError("the loop never accepted the connection")
         await close_listeners([server])
         try:
             await asyncio.wait_for(handled.wait(), timeout=5)
