@@ -110,7 +110,11 @@ def test_a_refused_connection_is_recorded_not_raised() -> None:
         url = f"http://127.0.0.1:{port}"
         load = RehearsalLoad(url, plan([lic], [], users=1, max_seconds=0.3), time.monotonic)
         load.start()
-        time.sleep(0.6)
+        # Until the first answer (its thread may start late on a busy machine: a
+        # fixed 0.6 s found none), bounded.
+        waited = time.monotonic() + 10
+        while not load.answers() and time.monotonic() < waited:
+            time.sleep(0.01)
         load.stop()
     answers = load.answers()
     assert answers and all(a.status is None and a.failure == "connect" for a in answers)
