@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import CLI, stop, wait_ready
+from callgrind_run import answered_200, under_callgrind
+from common import CLI
 
 PORT = 8923
 CONNECTIONS = 8
@@ -55,13 +54,7 @@ async def one_connection(payloads: list[bytes], count: int, offset: int) -> int:
     try:
         for n in range(count):
             writer.write(request(payloads[(offset + n) % len(payloads)]))
-            status = await asyncio.wait_for(reader.readline(), 60)
-            length = 0
-            while (line := await asyncio.wait_for(reader.readline(), 60)) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            await asyncio.wait_for(reader.readexactly(length), 60)
-            ok += status.split(b" ", 2)[1] == b"200"
+            ok += await answered_200(reader, 60)
     finally:
         writer.close()
     return ok
@@ -73,13 +66,6 @@ async def drive(payloads: list[bytes], total: int) -> int:
         *(one_connection(payloads, each, i * each) for i in range(CONNECTIONS))
     )
     return sum(counts)
-
-
-def total_instructions(dump: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.MULTILINE)
-    if match is None:
-        raise SystemExit(f"no totals in {dump}")
-    return int(match.group(1))
 
 
 def main() -> int:
@@ -97,37 +83,19 @@ def main() -> int:
         )
         rows = [json.loads(line) for line in creds.read_text().splitlines()]
         payloads = [body(r["email"], r["token"]) for r in rows]
-        out = work / "callgrind.out"
-        proc = subprocess.Popen(
-            [
-                *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"),
-                *(CLI, "serve", "--db", str(db), "--port", str(PORT)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        counted = under_callgrind(
+            work,
+            db,
+            PORT,
+            lambda: asyncio.run(drive(payloads, args.warmup)),
+            lambda: asyncio.run(drive(payloads, args.requests)),
         )
-        try:
-            wait_ready(f"http://127.0.0.1:{PORT}/health/live", timeout=300)
-            asyncio.run(drive(payloads, args.warmup))
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, timeout=60)
-            started = time.monotonic()
-            ok = asyncio.run(drive(payloads, args.requests))
-            elapsed = time.monotonic() - started
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, timeout=60)
-            time.sleep(2)
-            dumps = sorted(work.glob("callgrind.out.*.*"), key=lambda p: p.stat().st_mtime)
-            if not dumps:
-                raise SystemExit("callgrind wrote no dump")
-            instructions = total_instructions(dumps[-1])
-        finally:
-            stop(proc)
     sent = (args.requests // CONNECTIONS) * CONNECTIONS
     print(
-        f"{sent} requests ({ok} answered 200) in {elapsed:.1f} s under callgrind:"
-        f" {instructions / sent:,.0f} instructions a request"
+        f"{sent} requests ({counted.ok} answered 200) in {counted.seconds:.1f} s under"
+        f" callgrind: {counted.instructions / sent:,.0f} instructions a request"
     )
-    return 0 if ok == sent else 1
+    return 0 if counted.ok == sent else 1
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from callgrind_validate import total_instructions
-from common import CLI, stop, wait_ready
+from callgrind_run import answered_200, under_callgrind
 from webhook_wrk import SECRET, deliveries
 
 PORT = 8924
@@ -46,13 +43,7 @@ async def one_connection(queue: list[bytes]) -> int:
     try:
         while queue:
             writer.write(queue.pop())
-            status = await asyncio.wait_for(reader.readline(), 120)
-            length = 0
-            while (line := await asyncio.wait_for(reader.readline(), 120)) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            await asyncio.wait_for(reader.readexactly(length), 120)
-            ok += status.split(b" ", 2)[1] == b"200"
+            ok += await answered_200(reader, 120)
     finally:
         writer.close()
     return ok
@@ -76,39 +67,21 @@ def main() -> int:
     warm, measured = every[:cut], every[cut:]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        out = work / "callgrind.out"
         env = {**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET, "LH_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen(
-            [
-                *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"),
-                *(CLI, "serve", "--db", str(work / "bench.db"), "--port", str(PORT)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
+        counted = under_callgrind(
+            work,
+            work / "bench.db",
+            PORT,
+            lambda: asyncio.run(drive(warm, args.connections)),
+            lambda: asyncio.run(drive(measured, args.connections)),
+            env,
         )
-        try:
-            wait_ready(f"http://127.0.0.1:{PORT}/health/live", timeout=300)
-            asyncio.run(drive(warm, args.connections))
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, timeout=60)
-            started = time.monotonic()
-            ok = asyncio.run(drive(measured, args.connections))
-            elapsed = time.monotonic() - started
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, timeout=60)
-            time.sleep(2)
-            dumps = sorted(work.glob("callgrind.out.*.*"), key=lambda p: p.stat().st_mtime)
-            if not dumps:
-                raise SystemExit("callgrind wrote no dump")
-            instructions = total_instructions(dumps[-1])
-        finally:
-            stop(proc)
     sent = len(measured)
     print(
-        f"{sent} deliveries ({ok} answered 200) in {elapsed:.1f} s under callgrind:"
-        f" {instructions / sent:,.0f} instructions a delivery"
+        f"{sent} deliveries ({counted.ok} answered 200) in {counted.seconds:.1f} s under"
+        f" callgrind: {counted.instructions / sent:,.0f} instructions a delivery"
     )
-    return 0 if ok == sent else 1
+    return 0 if counted.ok == sent else 1
 
 
 if __name__ == "__main__":

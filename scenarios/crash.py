@@ -6,11 +6,16 @@ The storm is :mod:`scenarios.storm`'s (the same stream, oracle, test clock and
 Stripe retry schedule), sent to a service this module kills with SIGKILL at
 ``kills`` points spread over the storm: each time half of a batch of
 concurrent deliveries has been answered, so the others are in flight (some
-committed and not yet answered, some not yet committed). The service is then
-started again on the same SQLite file and port; the storm sets the restarted
-service's clock back to where the storm had it (a restart starts on real time)
-and re-applies the outage fault if one was on. Every delivery the kill left
-unanswered is a network error to the sender, which retries it as Stripe would.
+committed and not yet answered, some not yet committed, as the race falls),
+and one more delivery is known to be in flight: with every unit of work held
+a second (a ``db.latency_ms`` fault), the kill waits until that delivery's
+request has been written to the service, so it cannot have been answered
+(a fast service may otherwise answer a whole batch before the kill). The
+service is then started again on the same SQLite file and port; the storm sets
+the restarted service's clock back to where the storm had it (a restart starts
+on real time and with no fault) and re-applies the outage fault if one was on.
+Every delivery the kill left unanswered is a network error to the sender, which
+retries it as Stripe would.
 
 Afterwards, from the SQLite file itself (:mod:`scenarios.storm_db`) and from
 the answers (:mod:`scenarios.storm_judge`):

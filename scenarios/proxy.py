@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from fixtures.target import is_loopback
+from loadtests.harness.listeners import close_listeners
 
 T = TypeVar("T")
 CHUNK = 65_536
@@ -219,11 +220,15 @@ class FaultProxy:
     async def _shutdown(self) -> None:
         assert self._server is not None
         assert self._stopped is not None
-        self._server.close()
+        await close_listeners([self._server])
+        cancelled = []
         for conn in list(self._conns):
             self._abort(conn)
             for task in conn.tasks:
                 task.cancel()
+                cancelled.append(task)
+        # Each ends before the loop does (else "Task was destroyed but it is pending!").
+        await asyncio.gather(*cancelled, return_exceptions=True)
         self._stopped.set()
 
     async def _apply(self, faults: ProxyFaults) -> None:

@@ -69,6 +69,9 @@ from scenarios.storm_schedule import Edge, Timetable
 Outage = Literal["webhook", "db"]
 EVENTS_PER_CUSTOMER_GUESS = 15.0  # simulate() over six months: ~15.3
 EXAMPLES = 5
+# Each unit of work held this long while a kill waits for a delivery in flight
+# (under the service's 2 s database timeout): no answer can come before the kill.
+KILL_LATENCY_MS = 1000
 
 
 class StormError(Exception):
@@ -351,6 +354,8 @@ class _Engine:
         self.others: list[str] = []  # more replicas to spread the deliveries over
         self.senders: list[Sender] = []  # one per replica, the first for base_url
         self.outage_switch: Callable[[bool], None] | None = None
+        # While a kill waits: the held delivery's event id, and what its write calls.
+        self._on_written: tuple[bytes, Callable[[], None]] | None = None
 
     def elapsed_clock(self) -> float:
         return self.now - self.start
@@ -359,7 +364,11 @@ class _Engine:
         cfg = self.config
         connector = aiohttp.TCPConnector(limit=cfg.concurrency)
         timeout = aiohttp.ClientTimeout(total=cfg.timeout_seconds)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(self._chunk_sent)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trace_configs=[trace]
+        ) as http:
             self.http = http
             self.now = await self._read_clock()
             self.start = self.now
@@ -420,38 +429,86 @@ class _Engine:
         batch: Sequence[tuple[int, int]],
         kill_now: bool,
     ) -> list[Attempt]:
-        sem = asyncio.Semaphore(self.config.concurrency)
+        if not (kill_now and self.crasher is not None):
+            return await self._attempts(sender, deliveries, batch)
+        # All but the last attempt of the batch concurrently; once half of those
+        # are answered (the others in flight: some committed and not yet answered,
+        # some not yet committed, as the race falls), every unit of work is held
+        # KILL_LATENCY_MS and the last is sent: the kill lands as soon as its
+        # request is written to the service, so that at least that delivery is
+        # in flight at the kill whatever the speed of the service's commits.
+        first, last = batch[:-1], batch[-1:]
+        half = asyncio.Event()
         answered = 0
-        kill_after = max(1, len(batch) // 2) if kill_now and self.crasher is not None else 0
+
+        def one_answered() -> None:
+            nonlocal answered
+            answered += 1
+            if answered == max(1, len(first) // 2):
+                half.set()
+
+        racing = asyncio.ensure_future(self._attempts(sender, deliveries, first, one_answered))
+        if first:
+            await _until(half, racing)
+        await self._apply_db_fault(latency_ms=KILL_LATENCY_MS)
+        written = asyncio.Event()
+        ((index, _),) = last
+        self._on_written = (deliveries[index].event_id.encode(), written.set)
+        held = asyncio.ensure_future(self._attempts(sender, deliveries, last))
+        try:
+            await _until(written, held)
+        finally:
+            self._on_written = None
+        self.crasher.kill()
+        self.kills_done += 1
+        results = [*await racing, *await held]
+        try:
+            await asyncio.to_thread(self.crasher.restart)
+        except Exception as exc:  # a service that does not come back is the finding
+            raise StormError(
+                f"the service did not come back after kill -9 number {self.kills_done}:"
+                f" {type(exc).__name__}: {exc}"
+            ) from exc
+        # A restarted service starts on real time, with every fault off; the
+        # replicas not killed still hold the latency.
+        await self._set_clock(self.now)
+        await self._apply_db_fault(latency_ms=0)
+        if self.outage_on and self.config.outage == "webhook":
+            await self._apply_outage(True)
+        return results
+
+    async def _attempts(
+        self,
+        sender: Sender,
+        deliveries: Sequence[Delivery],
+        batch: Sequence[tuple[int, int]],
+        answered: Callable[[], None] = lambda: None,
+    ) -> list[Attempt]:
+        """Each attempt of ``batch`` concurrently (up to ``concurrency`` at a time),
+        ``answered`` called as each ends."""
+        sem = asyncio.Semaphore(self.config.concurrency)
 
         async def one(index: int, attempt: int) -> Attempt:
-            nonlocal answered
             # One replica: always ``sender``; several: attempt n of a delivery on
             # the replica after attempt n - 1's.
             chosen = self.senders[(index + attempt) % len(self.senders)] if self.others else sender
             async with sem:
                 result = await chosen.attempt(self.http, index, deliveries[index], attempt)
-            answered += 1
-            if answered == kill_after and self.crasher is not None:
-                # Half the batch answered, the rest in flight or queued: kill -9 now.
-                self.crasher.kill()
-                self.kills_done += 1
+            answered()
             return result
 
-        results = list(await asyncio.gather(*(one(i, a) for i, a in batch)))
-        if kill_after and self.crasher is not None:
-            try:
-                await asyncio.to_thread(self.crasher.restart)
-            except Exception as exc:  # a service that does not come back is the finding
-                raise StormError(
-                    f"the service did not come back after kill -9 number {self.kills_done}:"
-                    f" {type(exc).__name__}: {exc}"
-                ) from exc
-            # A restarted service starts on real time, with every fault off.
-            await self._set_clock(self.now)
-            if self.outage_on:
-                await self._apply_outage(True)
-        return results
+        return list(await asyncio.gather(*(one(i, a) for i, a in batch)))
+
+    async def _chunk_sent(
+        self,
+        _session: aiohttp.ClientSession,
+        _ctx: Any,
+        params: aiohttp.TraceRequestChunkSentParams,
+    ) -> None:
+        # Called as a request's body is handed to the transport, which writes it
+        # in the same step: whoever waits on ``_on_written`` wakes after the write.
+        if self._on_written is not None and self._on_written[0] in params.chunk:
+            self._on_written[1]()
 
     def _report(self, deliveries: int) -> None:
         if self.progress is not None:
@@ -509,16 +566,31 @@ class _Engine:
             await asyncio.to_thread(self.outage_switch, on)
             return
         if cfg.outage == "webhook":
-            request = FaultsRequest(webhook=WebhookFault(reject=on))
+            await self._post_faults(FaultsRequest(webhook=WebhookFault(reject=on)), "outage")
         else:
-            request = FaultsRequest(db=DbFault(errors=on))
+            await self._post_faults(FaultsRequest(db=DbFault(errors=on)), "outage")
+
+    async def _apply_db_fault(self, latency_ms: int) -> None:
+        """The database's fault: ``latency_ms``, and the db outage's errors if it is on."""
+        errors = self.outage_on and self.config.outage == "db"
+        request = FaultsRequest(db=DbFault(errors=errors, latency_ms=latency_ms))
+        await self._post_faults(request, "db latency")
+
+    async def _post_faults(self, request: FaultsRequest, what: str) -> None:
         body = request.model_dump(mode="json", exclude_none=True)
         for base in [self.base, *self.others]:  # faults live in each process
             async with self.http.post(base + routes.HARNESS_FAULTS, json=body) as response:
                 if response.status != 200:
-                    raise StormError(
-                        f"{base} refused the {cfg.outage} outage fault: HTTP {response.status}"
-                    )
+                    raise StormError(f"{base} refused the {what} fault: HTTP {response.status}")
+
+
+async def _until(event: asyncio.Event, task: asyncio.Future[Any]) -> None:
+    """Wait for ``event``, or for ``task`` to end first (done, or failed)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 def _clock_of(body: Any) -> float:

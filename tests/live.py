@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from licensing_service.bootstrap import Parts, create_app
 from licensing_service.config import Settings
 from licensing_service.db_target import SqliteTarget
 from licensing_service.service.outbox import EmailTransport
+from loadtests.harness.listeners import close_listeners
 
 T = TypeVar("T")
 # Set by scripts/test-uvicorn-latest: run the accelerator on the newest uvicorn
@@ -42,6 +43,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the block.
+
+    Bound and never listening: a connection to it is refused, and nothing else
+    can bind it meanwhile (a port from :func:`free_port` is free only until
+    another xdist worker's server takes it, and then it answers)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 class _PromptServer(uvicorn.Server):
     """uvicorn's server, stopped as soon as it is told to.
 
@@ -49,7 +62,8 @@ class _PromptServer(uvicorn.Server):
     open connections before it shuts down: ~200 ms for every server a test starts,
     a fifth of the quick suite's time. Here the main loop waits on an event (still
     refreshing the Date header each second) and the shutdown polls the connections
-    every 5 ms. The same steps, in the same order, as ``Server.shutdown``.
+    every 5 ms. The same steps, in the same order, as ``Server.shutdown``, and the
+    listening sockets closed without leaking a connection accepted meanwhile.
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
@@ -65,8 +79,9 @@ class _PromptServer(uvicorn.Server):
                 await asyncio.wait_for(self.exit_now.wait(), timeout=1.0)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
+        # uvicorn's server.close() for each, without CPython's race with a
+        # connection accepted at that moment (loadtests.harness.listeners).
+        await close_listeners(self.servers)
         for connection in list(self.server_state.connections):
             connection.shutdown()
         deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 10)

@@ -22,7 +22,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TABLES = (
     "customers, audit_log, email_log, active_sessions, refund_requests, webhook_events,"
-    " billing_state, license_changes, rate_limit_failures"
+    " billing_state, license_changes, license_changes_pruned, rate_limit_failures"
 )
 
 

@@ -9,48 +9,35 @@ too: the lock is the server's, not this process's.
 
 from __future__ import annotations
 
-import contextlib
-
 import psycopg
 
-from licensing_service.service.errors import StorageUnavailable
+from licensing_service.adapters.held_lock import HeldLock
 
 TAKE_TIMEOUT_MS = 500
 TABLES = (
     "customers, audit_log, email_log, active_sessions, refund_requests, webhook_events,"
-    " billing_state, license_changes"
+    " billing_state, license_changes, license_changes_pruned"
 )
 
 
-class PgWriteLock:
+class PgWriteLock(HeldLock[psycopg.Connection[tuple[object, ...]]]):
+    driver_error = psycopg.Error
+
     def __init__(self, url: str) -> None:
+        super().__init__()
         self._url = url
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
-    def hold(self) -> None:
-        if self._conn is not None:
-            return
-        try:
-            conn = psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=5,
-                options=f"-c lock_timeout={TAKE_TIMEOUT_MS}",
-            )
-        except psycopg.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        try:
-            conn.execute(b"BEGIN")
-            conn.execute(f"LOCK TABLE {TABLES} IN EXCLUSIVE MODE".encode())
-        except psycopg.Error as exc:
-            conn.close()
-            raise StorageUnavailable(str(exc)) from exc
-        self._conn = conn
+    def connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=5,
+            options=f"-c lock_timeout={TAKE_TIMEOUT_MS}",
+        )
 
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(psycopg.Error):
-            conn.execute(b"ROLLBACK")
-        conn.close()
+    def take(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        conn.execute(b"BEGIN")
+        conn.execute(f"LOCK TABLE {TABLES} IN EXCLUSIVE MODE".encode())
+
+    def rollback(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        conn.execute(b"ROLLBACK")

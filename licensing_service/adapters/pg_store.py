@@ -28,6 +28,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from licensing_service.adapters import license_feed
 from licensing_service.adapters.pg_connection import PgConn, PgConnection
 from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
 from licensing_service.adapters.sql import Savepoint
@@ -139,21 +140,21 @@ class PgStore:
     def _latest_change(self) -> int:
         try:
             with self.pool.connection() as conn:
-                row = conn.execute(b"SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
+                return license_feed.latest(PgConnection(lambda: conn))
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageUnavailable(str(exc)) from exc
-        return int(row[0]) if row else 0
 
     def read_license_changes(self) -> None:
-        """The view forgets the licenses changed since the cursor."""
-        rows = self._sql.execute(
-            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
-            (self._change_cursor,),
-        ).fetchall()
+        """The view forgets the licenses changed since the cursor; every
+        license when the cursor fell behind the feed's retention (license_feed.py)."""
+        cursor, emails = license_feed.since(self._sql, self._change_cursor)
         self._checked_at = self._monotonic()
-        if rows:
-            self._change_cursor = rows[-1][0]
-            self.view.invalidate([row[1] for row in rows])
+        if cursor != self._change_cursor:
+            self._change_cursor = cursor
+            if emails is None:
+                self.view.forget_everything()
+            else:
+                self.view.invalidate(emails)
 
 
 def _mapped(error: BaseException) -> BaseException | None:

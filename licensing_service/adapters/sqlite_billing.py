@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from licensing_service.adapters import license_feed
 from licensing_service.adapters.sql import Sql
 from licensing_service.adapters.sqlite_licenses import SqliteLicenses
 from licensing_service.adapters.sqltime import from_db, to_db
@@ -190,6 +191,9 @@ class SqliteBilling:
         self._c.execute(
             "INSERT INTO license_changes (email, changed_at) VALUES (?, ?)", (email, to_db(now))
         )
+
+    def prune_license_changes(self, before: datetime) -> int:
+        return license_feed.prune(self._c, before)
 
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool:
         stamp = to_db(now)

@@ -8,45 +8,33 @@ behind a long migration or a stuck batch job.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from pathlib import Path
 
-from licensing_service.service.errors import StorageUnavailable
+from licensing_service.adapters.held_lock import HeldLock
 
 # Taking the lock must not stall the harness route for long: another worker's
 # write ends in milliseconds, anything longer is a lock someone else holds.
 TAKE_TIMEOUT_MS = 500
 
 
-class SqliteWriteLock:
+class SqliteWriteLock(HeldLock[sqlite3.Connection]):
+    driver_error = sqlite3.Error
+
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self._path = path
-        self._conn: sqlite3.Connection | None = None
 
-    def hold(self) -> None:
-        if self._conn is not None:
-            return
-        try:
-            conn = sqlite3.connect(
-                str(self._path),
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=TAKE_TIMEOUT_MS / 1000,
-            )
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StorageUnavailable(str(exc)) from exc
-        self._conn = conn
+    def connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            str(self._path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=TAKE_TIMEOUT_MS / 1000,
+        )
 
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        conn.close()
+    def take(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def rollback(self, conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")

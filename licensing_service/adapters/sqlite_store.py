@@ -18,6 +18,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Literal
 
+from licensing_service.adapters import license_feed
 from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
 from licensing_service.adapters.sqlite_billing import SqliteBilling
@@ -151,17 +152,16 @@ class SqliteStore:
         first = self._data_version is None
         self._data_version = version
         if first:
-            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM license_changes").fetchone()
-            self._change_cursor = int(row[0])
+            self._change_cursor = license_feed.latest(conn)
             return
         self.view.invalidate_all()
-        rows = conn.execute(
-            "SELECT seq, email FROM license_changes WHERE seq > ? ORDER BY seq",
-            (self._change_cursor,),
-        ).fetchall()
-        if rows:
-            self._change_cursor = rows[-1][0]
-            self.view.invalidate([row[1] for row in rows])
+        cursor, emails = license_feed.since(conn, self._change_cursor)
+        if cursor != self._change_cursor:
+            self._change_cursor = cursor
+            if emails is None:  # behind the feed's retention (license_feed.py)
+                self.view.forget_everything()
+            else:
+                self.view.invalidate(emails)
 
     def ping(self) -> None:
         """Probe the database outside any transaction (health checks)."""

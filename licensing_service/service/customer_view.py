@@ -37,6 +37,9 @@ Invalidation, the stores' whole vocabulary (they never reach inside):
   feeds every change to a customer row but its stamps, whoever makes it; on
   SQLite the feed holds the service's status changes only, so a change made
   behind the service's back reaches the fresh rows, not these records.)
+* ``forget_everything()``: the feed was pruned past this process's cursor,
+  so which licenses changed is unknown: fresh rows and last-known-good
+  records all go.
 * ``wrote(customer_id)``: this process wrote the row: the fresh row goes, and
   the id is remembered until the unit of work ends.
 * ``committed()`` / ``rolled_back()``: the unit ended. A rollback drops every
@@ -180,6 +183,14 @@ class CustomerView:
         (last-known-good records stay; see the module's docstring)."""
         self._rows.clear()
         self._email_by_id.clear()
+
+    def forget_everything(self) -> None:
+        """Any license may have changed elsewhere, which ones is unknown (the
+        ``license_changes`` feed was pruned past this process's cursor): fresh
+        rows and last-known-good records both go, as ``invalidate`` would for
+        every license. Pending stamps stay: they are this process's writes."""
+        self.invalidate_all()
+        self._known.clear()
 
     def wrote(self, customer_id: int) -> None:
         """This process wrote the row, inside the current unit of work."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from licensing_service.domain import cache_tiers
@@ -56,6 +56,11 @@ from licensing_service.service.guard import Guarded, StoreGuard
 from licensing_service.service.ports import AuditEntry, CustomerRecord, Store, UnitOfWork
 from licensing_service.service.shared_failures import SharedFailures
 
+# The license_changes feed keeps a day of changes, pruned by the audit flusher
+# at most every ten minutes of the service's clock (adapters/license_feed.py:
+# a process whose cursor falls behind that forgets every license it holds).
+LICENSE_CHANGES_RETENTION = timedelta(days=1)
+LICENSE_CHANGES_PRUNE_EVERY = timedelta(minutes=10)
 # Compared against when the email is unknown, so both failure paths do the
 # same constant-time work.
 _ABSENT_TOKEN = "POSPAL-0000-0000-0000-0000"  # noqa: S105 - a decoy, never a valid token
@@ -119,6 +124,7 @@ class LicensingService:
         # The store's too: it serves fresh rows and stamps from it; here, its
         # last-known-good records (degraded answers).
         self.view = view
+        self._changes_pruned_at: datetime | None = None
 
     # ------------------------------------------------------------ validation
 
@@ -389,6 +395,24 @@ class LicensingService:
         except BaseException:
             shared.put_back(mine)
             raise
+
+    def prune_license_changes(self, now: datetime) -> int:
+        """Delete the license_changes feed's notes older than its retention, at
+        most every LICENSE_CHANGES_PRUNE_EVERY; returns how many went. Tried
+        again at the next call when the database refuses."""
+        last = self._changes_pruned_at
+        if last is not None and now - last < LICENSE_CHANGES_PRUNE_EVERY:
+            return 0
+        # As share_failures: never the half-open trial a request depends on.
+        if self.breaker.state is not BreakerState.CLOSED:
+            return 0
+        try:
+            with self._tx(now) as uow:
+                pruned = uow.billing.prune_license_changes(now - LICENSE_CHANGES_RETENTION)
+        except Unavailable:
+            return 0
+        self._changes_pruned_at = now
+        return pruned
 
     def has_backlog(self) -> bool:
         return bool(len(self.audit_buffer) or self.view.pending_stamps())

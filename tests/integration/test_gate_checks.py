@@ -31,7 +31,7 @@ from loadtests.harness.provision import (
     write_credentials,
 )
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, refusing_port
 
 MakeServer = Callable[..., LiveServer]
 ALL = dict.fromkeys(CHECKS, True)
@@ -256,8 +256,9 @@ def test_a_clock_moved_by_someone_else_is_an_error_not_a_verdict(
 
 
 def test_an_unknown_check_and_an_unreachable_target_are_errors():
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    results = run_checks(url, [TEST_WEBHOOK_SECRET], {"no_grace": True, "typo": True})
+    with refusing_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        results = run_checks(url, [TEST_WEBHOOK_SECRET], {"no_grace": True, "typo": True})
     assert outcomes(results)["no_grace"][0] is Outcome.ERROR
     assert "ConnectError" in outcomes(results)["no_grace"][1]
     assert outcomes(results)["typo"] == (

@@ -15,7 +15,8 @@ from scenarios.crash import run_crash_restart
 from scenarios.storm import StormConfig, StormError, run_storm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-# Short ticks of many deliveries: each kill finds several in flight.
+# Short ticks of many deliveries: each kill finds several in flight, one of them
+# held in flight on purpose (scenarios.crash).
 CONFIG = StormConfig(events=400, storm_seconds=60, tick_seconds=2, outage_seconds=0)
 ACK_EARLY = [sys.executable, "-m", "tests.scenarios.ack_early_service"]
 BATCH_ACK_EARLY = [sys.executable, "-m", "tests.scenarios.ack_early_batch_service"]
@@ -30,7 +31,8 @@ def test_the_reference_service_survives_kill_9_with_nothing_lost_or_doubled(tmp_
     assert result.acknowledged == result.events >= 400
     assert result.lost == result.applied_twice == result.state_mismatches == 0
     assert result.audit_problems == result.email_problems == 0
-    # Deliveries in flight at a kill got no answer, and were tried again.
+    # Deliveries in flight at a kill got no answer, and were tried again (each kill
+    # waits for one in flight: none would mean a kill landed between deliveries).
     assert result.unanswered > 0 and result.retried >= result.unanswered
 
 

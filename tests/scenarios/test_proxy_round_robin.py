@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from scenarios.proxy import FaultProxy, ProxyError
-from tests.live import free_port
+from tests.live import refusing_port
 
 
 class _Named(socketserver.BaseRequestHandler):
@@ -63,18 +63,20 @@ def test_each_new_connection_goes_to_the_next_upstream(
 def test_a_refusing_upstream_passes_its_connections_on(
     upstreams: list[socketserver.ThreadingTCPServer],
 ) -> None:
-    dead = ("127.0.0.1", free_port())  # nothing listens there: a killed replica
-    addresses = [_address(upstreams[0]), dead, _address(upstreams[1])]
-    with FaultProxy(upstreams=addresses) as proxy:
-        assert _names(proxy.port, 4) == ["a", "b", "b", "a"]
-        assert proxy.spread() == [2, 0, 2]
-        assert proxy.failovers() == 1
-        assert proxy.refused() == [0, 1, 0]  # the dead upstream, named
+    with refusing_port() as port:  # nothing listens there: a killed replica
+        dead = ("127.0.0.1", port)
+        addresses = [_address(upstreams[0]), dead, _address(upstreams[1])]
+        with FaultProxy(upstreams=addresses) as proxy:
+            assert _names(proxy.port, 4) == ["a", "b", "b", "a"]
+            assert proxy.spread() == [2, 0, 2]
+            assert proxy.failovers() == 1
+            assert proxy.refused() == [0, 1, 0]  # the dead upstream, named
 
 
 def test_every_upstream_refusing_ends_the_connection() -> None:
     with (
-        FaultProxy(upstreams=[("127.0.0.1", free_port())]) as proxy,
+        refusing_port() as port,
+        FaultProxy(upstreams=[("127.0.0.1", port)]) as proxy,
         pytest.raises(httpx.HTTPError),
     ):
         httpx.get(f"http://127.0.0.1:{proxy.port}/", timeout=5)

@@ -11,6 +11,7 @@ import pytest
 from licensing_service.contract import routes
 from loadtests.rehearsal_load import LoadLicense, LoadPlan, RehearsalLoad, split_pools
 from scenarios.target import licenses, probe
+from tests.live import refusing_port
 from tests.scenarios.conftest import Reference
 
 
@@ -105,13 +106,16 @@ def test_the_load_stops_by_itself(reference: Reference) -> None:
 
 def test_a_refused_connection_is_recorded_not_raised() -> None:
     lic = LoadLicense("a@x.test", "t", "fp", "active")
-    from loadtests.harness.processes import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
-    load = RehearsalLoad(url, plan([lic], [], users=1, max_seconds=0.3), time.monotonic)
-    load.start()
-    time.sleep(0.6)
-    load.stop()
+    with refusing_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        load = RehearsalLoad(url, plan([lic], [], users=1, max_seconds=0.3), time.monotonic)
+        load.start()
+        # Until the first answer (its thread may start late on a busy machine: a
+        # fixed 0.6 s found none), bounded.
+        waited = time.monotonic() + 10
+        while not load.answers() and time.monotonic() < waited:
+            time.sleep(0.01)
+        load.stop()
     answers = load.answers()
     assert answers and all(a.status is None and a.failure == "connect" for a in answers)
 

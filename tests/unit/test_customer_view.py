@@ -116,3 +116,14 @@ def test_last_known_good_is_bounded_least_recently_confirmed_first() -> None:
     assert view.known_records() == 2
     assert view.last_known_good("2@x.test") is None
     assert view.last_known_good("1@x.test") is not None
+
+
+def test_a_feed_pruned_past_the_cursor_forgets_every_license_but_keeps_the_stamps() -> None:
+    view = CustomerView()
+    for n in (1, 2):
+        view.confirm(view.remember(record(n)))
+    view.stamp(1, T0)  # this process's own, not yet flushed
+    view.forget_everything()
+    assert view.row("1@x.test") is None and view.row("2@x.test") is None
+    assert view.known_records() == 0  # unlike invalidate_all: which changed is unknown
+    assert view.pending_stamps() == 1
