@@ -481,6 +481,7 @@ class _Run:
                 kills=kills,
                 replicas=self.target.replicas.urls[1:] if self.target.replicas else (),
                 outage_switch=switch,
+                victim=step.kill_replica or 0,
             )
         except StormError as exc:
             raise StepFailed(f"the storm could not run: {exc}") from exc

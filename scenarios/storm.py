@@ -241,6 +241,7 @@ def run_storm(
     kills: int = 0,
     replicas: Sequence[str] = (),
     outage_switch: Callable[[bool], None] | None = None,
+    victim: int = 0,
 ) -> StormResult:
     """Run the storm against ``base_url`` (a ``--test-clock`` service) and judge it.
 
@@ -251,6 +252,9 @@ def run_storm(
     judges (:mod:`scenarios.storm_db`; without one they are skipped).
     ``crasher`` and ``kills``: kill -9 and restart the service at that many points
     spread over the storm (``scenarios.crash.run_crash_restart`` is the front).
+    ``victim``: which process the crasher kills, 0 for ``base_url``, n for
+    ``replicas[n - 1]``: only it is slowed before a kill, and the delivery held
+    in flight at the kill is sent to it.
     ``outage_switch``: how the outage is switched on and off instead of the
     fault route (the rehearsal runner's proxy in front of PostgreSQL)."""
     config = config or StormConfig()
@@ -261,6 +265,7 @@ def run_storm(
         engine = _Engine(base_url, secrets, config, target.run, progress, crasher, kills)
         engine.others = [url.rstrip("/") for url in replicas]
         engine.outage_switch = outage_switch
+        engine.victim = victim
         started = time.perf_counter()
         asyncio.run(engine.run())
         wall = time.perf_counter() - started
@@ -354,6 +359,7 @@ class _Engine:
         self.others: list[str] = []  # more replicas to spread the deliveries over
         self.senders: list[Sender] = []  # one per replica, the first for base_url
         self.outage_switch: Callable[[bool], None] | None = None
+        self.victim = 0  # the index in [base, *others] of the process kills hit
         # While a kill waits: the held delivery's event id, and what its write calls.
         self._on_written: tuple[bytes, Callable[[], None]] | None = None
 
@@ -447,14 +453,18 @@ class _Engine:
             if answered == max(1, len(first) // 2):
                 half.set()
 
+        # Only the process about to die is slowed, and the held delivery goes
+        # to it: with several replicas the others go on at full speed.
+        victim = [self.base, *self.others][self.victim]
         racing = asyncio.ensure_future(self._attempts(sender, deliveries, first, one_answered))
         if first:
             await _until(half, racing)
-        await self._apply_db_fault(latency_ms=KILL_LATENCY_MS)
+        await self._apply_db_fault(KILL_LATENCY_MS, [victim])
         written = asyncio.Event()
         ((index, _),) = last
         self._on_written = (deliveries[index].event_id.encode(), written.set)
-        held = asyncio.ensure_future(self._attempts(sender, deliveries, last))
+        to_victim = self.senders[self.victim]
+        held = asyncio.ensure_future(self._attempts(sender, deliveries, last, via=to_victim))
         try:
             await _until(written, held)
         finally:
@@ -469,12 +479,13 @@ class _Engine:
                 f"the service did not come back after kill -9 number {self.kills_done}:"
                 f" {type(exc).__name__}: {exc}"
             ) from exc
-        # A restarted service starts on real time, with every fault off; the
-        # replicas not killed still hold the latency.
+        # A restarted service starts on real time, with every fault off (the
+        # outage's put back); a replica left dead holds no fault to clear.
         await self._set_clock(self.now)
-        await self._apply_db_fault(latency_ms=0)
+        await self._apply_db_fault(0, [victim], dead_ok=True)
         if self.outage_on and self.config.outage == "webhook":
-            await self._apply_outage(True)
+            reject = FaultsRequest(webhook=WebhookFault(reject=True))
+            await self._post_faults(reject, "outage", [victim], dead_ok=True)
         return results
 
     async def _attempts(
@@ -483,15 +494,20 @@ class _Engine:
         deliveries: Sequence[Delivery],
         batch: Sequence[tuple[int, int]],
         answered: Callable[[], None] = lambda: None,
+        via: Sender | None = None,
     ) -> list[Attempt]:
         """Each attempt of ``batch`` concurrently (up to ``concurrency`` at a time),
-        ``answered`` called as each ends."""
+        ``answered`` called as each ends; all through ``via`` when given."""
         sem = asyncio.Semaphore(self.config.concurrency)
 
         async def one(index: int, attempt: int) -> Attempt:
             # One replica: always ``sender``; several: attempt n of a delivery on
             # the replica after attempt n - 1's.
-            chosen = self.senders[(index + attempt) % len(self.senders)] if self.others else sender
+            chosen = sender
+            if via is not None:
+                chosen = via
+            elif self.others:
+                chosen = self.senders[(index + attempt) % len(self.senders)]
             async with sem:
                 result = await chosen.attempt(self.http, index, deliveries[index], attempt)
             answered()
@@ -565,23 +581,43 @@ class _Engine:
         if self.outage_switch is not None:
             await asyncio.to_thread(self.outage_switch, on)
             return
-        if cfg.outage == "webhook":
-            await self._post_faults(FaultsRequest(webhook=WebhookFault(reject=on)), "outage")
-        else:
-            await self._post_faults(FaultsRequest(db=DbFault(errors=on)), "outage")
+        request = (
+            FaultsRequest(webhook=WebhookFault(reject=on))
+            if cfg.outage == "webhook"
+            else FaultsRequest(db=DbFault(errors=on))
+        )
+        # After a replica's kill, the dead one is passed over.
+        await self._post_faults(request, "outage", dead_ok=bool(self.kills_done and self.others))
 
-    async def _apply_db_fault(self, latency_ms: int) -> None:
-        """The database's fault: ``latency_ms``, and the db outage's errors if it is on."""
+    async def _apply_db_fault(
+        self, latency_ms: int, bases: Sequence[str], *, dead_ok: bool = False
+    ) -> None:
+        """The database's fault on ``bases``: ``latency_ms``, and the db
+        outage's errors if it is on."""
         errors = self.outage_on and self.config.outage == "db"
         request = FaultsRequest(db=DbFault(errors=errors, latency_ms=latency_ms))
-        await self._post_faults(request, "db latency")
+        await self._post_faults(request, "db latency", bases, dead_ok=dead_ok)
 
-    async def _post_faults(self, request: FaultsRequest, what: str) -> None:
+    async def _post_faults(
+        self,
+        request: FaultsRequest,
+        what: str,
+        bases: Sequence[str] | None = None,
+        *,
+        dead_ok: bool = False,
+    ) -> None:
+        """Faults live in each process: set on every one, or on ``bases``.
+        ``dead_ok``: a process that refuses the connection (a replica killed and
+        left dead) holds no fault, and is passed over."""
         body = request.model_dump(mode="json", exclude_none=True)
-        for base in [self.base, *self.others]:  # faults live in each process
-            async with self.http.post(base + routes.HARNESS_FAULTS, json=body) as response:
-                if response.status != 200:
-                    raise StormError(f"{base} refused the {what} fault: HTTP {response.status}")
+        for base in bases if bases is not None else [self.base, *self.others]:
+            try:
+                async with self.http.post(base + routes.HARNESS_FAULTS, json=body) as response:
+                    if response.status != 200:
+                        raise StormError(f"{base} refused the {what} fault: HTTP {response.status}")
+            except aiohttp.ClientConnectorError:
+                if not dead_ok:
+                    raise
 
 
 async def _until(event: asyncio.Event, task: asyncio.Future[Any]) -> None:
