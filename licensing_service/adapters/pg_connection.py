@@ -5,6 +5,7 @@ work (``bind``/``unbind``); the connection is taken from the pool lazily, at
 the first statement, so a validation answered from the customer view never
 touches the pool. Parameters in the shared queries are SQLite style (``?``
 and ``:name``); each query is translated once to psycopg's and cached.
+Every statement runs under the store's client-side deadline (``pg_deadline``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from licensing_service.adapters.pg_deadline import DeadlineExceeded, Watchdog
 from licensing_service.adapters.sql import Rows
 
 PgConn = psycopg.Connection[tuple[Any, ...]]
@@ -37,13 +39,34 @@ def translate(sql: str) -> bytes:
     return _PLACEHOLDER.sub(one, sql).encode()
 
 
-class PgConnection:
-    __slots__ = ("_acquire", "_queries", "conn")
+def check_deadline(watchdog: Watchdog, conn: PgConn, error: psycopg.Error) -> None:
+    """Raise DeadlineExceeded when the watchdog caused ``error``."""
+    if watchdog.expired(conn):
+        raise DeadlineExceeded(
+            f"no answer from PostgreSQL within {watchdog.seconds:g} s (client deadline)"
+        ) from error
 
-    def __init__(self, acquire: Callable[[], PgConn]) -> None:
+
+class PgConnection:
+    __slots__ = ("_acquire", "_queries", "conn", "watchdog")
+
+    def __init__(self, acquire: Callable[[], PgConn], watchdog: Watchdog) -> None:
         self._acquire = acquire
         self._queries: dict[str, bytes] = {}
         self.conn: PgConn | None = None
+        self.watchdog = watchdog
+
+    def run(self, conn: PgConn, query: bytes) -> None:
+        """One statement without parameters or rows (BEGIN, COMMIT...), under the deadline."""
+        watchdog = self.watchdog
+        watchdog.arm(conn)
+        try:
+            conn.execute(query)
+        except psycopg.Error as exc:
+            check_deadline(watchdog, conn, exc)
+            raise
+        finally:
+            watchdog.disarm()
 
     def connection(self) -> PgConn:
         conn = self.conn
@@ -58,13 +81,31 @@ class PgConnection:
         return query
 
     def execute(self, sql: str, parameters: Any = None, /) -> Rows:
-        if not parameters:  # psycopg leaves a query without parameters as it is (no %%)
-            return self.connection().execute(sql.encode())
-        return self.connection().execute(self._query(sql), parameters)
+        conn = self.connection()
+        watchdog = self.watchdog
+        watchdog.arm(conn)
+        try:
+            if not parameters:  # psycopg leaves a query without parameters as it is (no %%)
+                return conn.execute(sql.encode())
+            return conn.execute(self._query(sql), parameters)
+        except psycopg.Error as exc:
+            check_deadline(watchdog, conn, exc)
+            raise
+        finally:
+            watchdog.disarm()
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows:
-        cursor = self.connection().cursor()
+        conn = self.connection()
+        cursor = conn.cursor()
         batch = list(parameters)
         if batch:
-            cursor.executemany(self._query(sql), batch)
+            watchdog = self.watchdog
+            watchdog.arm(conn)
+            try:
+                cursor.executemany(self._query(sql), batch)
+            except psycopg.Error as exc:
+                check_deadline(watchdog, conn, exc)
+                raise
+            finally:
+                watchdog.disarm()
         return cursor
