@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -20,6 +20,7 @@ from licensing_service.adapters.pg_deadline import DeadlineExceeded, Watchdog
 from licensing_service.adapters.sql import Rows
 
 PgConn = psycopg.Connection[tuple[Any, ...]]
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\?|(?<!:):([A-Za-z_][A-Za-z0-9_]*)|%")
 
@@ -39,14 +40,6 @@ def translate(sql: str) -> bytes:
     return _PLACEHOLDER.sub(one, sql).encode()
 
 
-def check_deadline(watchdog: Watchdog, conn: PgConn, error: psycopg.Error) -> None:
-    """Raise DeadlineExceeded when the watchdog caused ``error``."""
-    if watchdog.expired(conn):
-        raise DeadlineExceeded(
-            f"no answer from PostgreSQL within {watchdog.seconds:g} s (client deadline)"
-        ) from error
-
-
 class PgConnection:
     __slots__ = ("_acquire", "_queries", "conn", "watchdog")
 
@@ -57,13 +50,20 @@ class PgConnection:
         self.watchdog = watchdog
 
     def run(self, conn: PgConn, query: bytes) -> None:
-        """One statement without parameters or rows (BEGIN, COMMIT...), under the deadline."""
+        """One statement without parameters or rows (BEGIN, COMMIT...)."""
+        self._guarded(conn, conn.execute, query)
+
+    def _guarded(self, conn: PgConn, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on ``conn`` under the store's client-side deadline."""
         watchdog = self.watchdog
         watchdog.arm(conn)
         try:
-            conn.execute(query)
+            return call(*args)
         except psycopg.Error as exc:
-            check_deadline(watchdog, conn, exc)
+            if watchdog.expired(conn):
+                raise DeadlineExceeded(
+                    f"no answer from PostgreSQL within {watchdog.seconds:g} s (client deadline)"
+                ) from exc
             raise
         finally:
             watchdog.disarm()
@@ -82,30 +82,14 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Any = None, /) -> Rows:
         conn = self.connection()
-        watchdog = self.watchdog
-        watchdog.arm(conn)
-        try:
-            if not parameters:  # psycopg leaves a query without parameters as it is (no %%)
-                return conn.execute(sql.encode())
-            return conn.execute(self._query(sql), parameters)
-        except psycopg.Error as exc:
-            check_deadline(watchdog, conn, exc)
-            raise
-        finally:
-            watchdog.disarm()
+        if not parameters:  # psycopg leaves a query without parameters as it is (no %%)
+            return self._guarded(conn, conn.execute, sql.encode())
+        return self._guarded(conn, conn.execute, self._query(sql), parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows:
         conn = self.connection()
         cursor = conn.cursor()
         batch = list(parameters)
         if batch:
-            watchdog = self.watchdog
-            watchdog.arm(conn)
-            try:
-                cursor.executemany(self._query(sql), batch)
-            except psycopg.Error as exc:
-                check_deadline(watchdog, conn, exc)
-                raise
-            finally:
-                watchdog.disarm()
+            self._guarded(conn, cursor.executemany, self._query(sql), batch)
         return cursor

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from licensing_service.adapters.pg_deadline import Watchdog
+from tests.ticks import Ticks
 
 
 class FakeConn:
@@ -21,20 +22,23 @@ class FakeConn:
         return self.sock.fileno()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     ours, server = socket.socketpair()
     ours.settimeout(1.0)
     with ours, server:
         yield ours, server
+
+
+@pytest.fixture
+def clock() -> Ticks:
+    return Ticks(100.0)
+
+
+@pytest.fixture
+def watchdog(clock: Ticks) -> Watchdog:
+    """On the injected clock, without its thread: the test calls ``expire``."""
+    return Watchdog(0.4, monotonic=clock, start=False)
 
 
 def shut(sock: socket.socket) -> bool:
@@ -46,11 +50,9 @@ def shut(sock: socket.socket) -> bool:
 
 
 def test_a_call_past_its_deadline_has_its_socket_shut_down(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], clock: Ticks, watchdog: Watchdog
 ) -> None:
     ours, _server = pair
-    clock = Clock()
-    watchdog = Watchdog(0.4, monotonic=clock, start=False)
     conn = FakeConn(ours)
     watchdog.arm(conn)
     clock.now += 0.399
@@ -65,11 +67,9 @@ def test_a_call_past_its_deadline_has_its_socket_shut_down(
 
 
 def test_a_call_answered_in_time_is_never_touched(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], clock: Ticks, watchdog: Watchdog
 ) -> None:
     ours, server = pair
-    clock = Clock()
-    watchdog = Watchdog(0.4, monotonic=clock, start=False)
     conn = FakeConn(ours)
     watchdog.arm(conn)
     clock.now += 0.3
@@ -81,11 +81,10 @@ def test_a_call_answered_in_time_is_never_touched(
     assert ours.recv(1) == b"x"  # the connection still works
 
 
-def test_each_call_gets_its_own_deadline(pair: tuple[socket.socket, socket.socket]) -> None:
-    ours, _server = pair
-    clock = Clock()
-    watchdog = Watchdog(0.4, monotonic=clock, start=False)
-    conn = FakeConn(ours)
+def test_each_call_gets_its_own_deadline(
+    pair: tuple[socket.socket, socket.socket], clock: Ticks, watchdog: Watchdog
+) -> None:
+    conn = FakeConn(pair[0])
     for _ in range(3):  # three quick calls in a row: 0.9 s in all, none too slow
         watchdog.arm(conn)
         clock.now += 0.3
