@@ -5,19 +5,22 @@ work (``bind``/``unbind``); the connection is taken from the pool lazily, at
 the first statement, so a validation answered from the customer view never
 touches the pool. Parameters in the shared queries are SQLite style (``?``
 and ``:name``); each query is translated once to psycopg's and cached.
+Every statement runs under the store's client-side deadline (``pg_deadline``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
+from licensing_service.adapters.pg_deadline import DeadlineExceeded, Watchdog
 from licensing_service.adapters.sql import Rows
 
 PgConn = psycopg.Connection[tuple[Any, ...]]
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\?|(?<!:):([A-Za-z_][A-Za-z0-9_]*)|%")
 
@@ -38,12 +41,32 @@ def translate(sql: str) -> bytes:
 
 
 class PgConnection:
-    __slots__ = ("_acquire", "_queries", "conn")
+    __slots__ = ("_acquire", "_queries", "conn", "watchdog")
 
-    def __init__(self, acquire: Callable[[], PgConn]) -> None:
+    def __init__(self, acquire: Callable[[], PgConn], watchdog: Watchdog) -> None:
         self._acquire = acquire
         self._queries: dict[str, bytes] = {}
         self.conn: PgConn | None = None
+        self.watchdog = watchdog
+
+    def run(self, conn: PgConn, query: bytes) -> None:
+        """One statement without parameters or rows (BEGIN, COMMIT...)."""
+        self._guarded(conn, conn.execute, query)
+
+    def _guarded(self, conn: PgConn, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on ``conn`` under the store's client-side deadline."""
+        watchdog = self.watchdog
+        watchdog.arm(conn)
+        try:
+            return call(*args)
+        except psycopg.Error as exc:
+            if watchdog.expired(conn):
+                raise DeadlineExceeded(
+                    f"no answer from PostgreSQL within {watchdog.seconds:g} s (client deadline)"
+                ) from exc
+            raise
+        finally:
+            watchdog.disarm()
 
     def connection(self) -> PgConn:
         conn = self.conn
@@ -58,13 +81,15 @@ class PgConnection:
         return query
 
     def execute(self, sql: str, parameters: Any = None, /) -> Rows:
+        conn = self.connection()
         if not parameters:  # psycopg leaves a query without parameters as it is (no %%)
-            return self.connection().execute(sql.encode())
-        return self.connection().execute(self._query(sql), parameters)
+            return self._guarded(conn, conn.execute, sql.encode())
+        return self._guarded(conn, conn.execute, self._query(sql), parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Rows:
-        cursor = self.connection().cursor()
+        conn = self.connection()
+        cursor = conn.cursor()
         batch = list(parameters)
         if batch:
-            cursor.executemany(self._query(sql), batch)
+            self._guarded(conn, cursor.executemany, self._query(sql), batch)
         return cursor

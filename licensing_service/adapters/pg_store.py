@@ -9,8 +9,10 @@ unit of work takes one lazily at its first statement.
 
 Failures, for the breaker: a lost or refused connection, a pool timeout, a
 statement or lock timeout (``statement_timeout`` and ``lock_timeout`` are set
-to the settings' ``db_timeout_ms`` on every connection), a deadlock: all
-StorageUnavailable. A refused constraint: ConstraintViolation. Never a 500.
+to the settings' ``db_timeout_ms`` on every connection), a deadlock, a call
+unanswered within the client-side deadline (a silent network: ``pg_deadline``,
+``db_timeout_ms`` + ``DEADLINE_MARGIN_SECONDS``): all StorageUnavailable.
+A refused constraint: ConstraintViolation. Never a 500.
 
 Cache coherence across replicas: see ``CACHE_BOUND_SECONDS``.
 """
@@ -30,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from licensing_service.adapters import license_feed
 from licensing_service.adapters.pg_connection import PgConn, PgConnection
+from licensing_service.adapters.pg_deadline import DEADLINE_MARGIN_SECONDS, Watchdog
 from licensing_service.adapters.pg_repositories import PgBilling, PgOutbox, PgSessions
 from licensing_service.adapters.sql import Savepoint
 from licensing_service.adapters.sqlite_audit import SqliteAudit
@@ -56,6 +59,18 @@ log = logging.getLogger(__name__)
 # is commit order, is in migrations_pg/0003_license_changes.sql.
 CACHE_BOUND_SECONDS = 0.05
 
+# A health probe takes a connection only if the pool has one ready (or gets
+# one within this): while PostgreSQL is unreachable the pool has none, and
+# /health answers "unhealthy" at once instead of waiting db_timeout_ms on the
+# event loop. A ready connection's SELECT 1 is bounded by the deadline.
+PING_POOL_WAIT_SECONDS = 0.01
+
+# libpq's connect_timeout for the pool's connections (its minimum, 2 s): the
+# pool connects on its own threads, so a connect into a black hole costs a
+# pool worker this long, not the event loop; after the path heals, the pool's
+# next attempt is at most this (plus its backoff) away.
+CONNECT_TIMEOUT_SECONDS = 2
+
 
 def pool(url: str, *, timeout_ms: int = 2000, max_size: int = 4) -> ConnectionPool[PgConn]:
     """The pool every store of one process uses; opened, or StorageUnavailable."""
@@ -64,7 +79,7 @@ def pool(url: str, *, timeout_ms: int = 2000, max_size: int = 4) -> ConnectionPo
         url,
         min_size=1,
         max_size=max_size,
-        kwargs={"autocommit": True, "options": options, "connect_timeout": 5},
+        kwargs={"autocommit": True, "options": options, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
         timeout=timeout_ms / 1000,
         open=False,
         name="licensing",
@@ -87,7 +102,11 @@ class PgStore:
         revalidate_seconds: float = CACHE_BOUND_SECONDS,
         monotonic: Callable[[], float] = monotonic,
         feed: bool = True,
+        deadline_seconds: float | None = None,
     ) -> None:
+        """``deadline_seconds``: the client-side deadline of each call; by default
+        the pool's timeout (``db_timeout_ms``, also the statement timeout) plus
+        ``DEADLINE_MARGIN_SECONDS``."""
         self.pool = connections
         self.faults = faults or DbFaults()
         self.view = view if view is not None else CustomerView()
@@ -96,10 +115,18 @@ class PgStore:
         self._revalidate_seconds = revalidate_seconds
         self._monotonic = monotonic
         self._checked_at = float("-inf")
-        self._sql = PgConnection(self._acquire)
+        if deadline_seconds is None:
+            deadline_seconds = connections.timeout + DEADLINE_MARGIN_SECONDS
+        self.watchdog = Watchdog(deadline_seconds)
+        self._pool_wait: float | None = None  # None: the pool's timeout
+        self._sql = PgConnection(self._acquire, self.watchdog)
         self._uow = PgUnitOfWork(self._sql, self.view)
-        self._change_cursor = self._latest_change()
         self._atomic = False
+        try:
+            self._change_cursor = self._latest_change()
+        except BaseException:
+            self.watchdog.stop()
+            raise
 
     # ------------------------------------------------------------ the port
 
@@ -110,23 +137,29 @@ class PgStore:
         return _PgScope(self, atomic=False)
 
     def ping(self) -> None:
-        """Probe the database (health checks); the scope applies injected faults once."""
-        with self.autocommit() as uow:
-            uow.ping()
+        """Probe the database (health checks); the scope applies injected faults once.
+        Waits for no reconnect: see ``PING_POOL_WAIT_SECONDS``."""
+        self._pool_wait = PING_POOL_WAIT_SECONDS
+        try:
+            with self.autocommit() as uow:
+                uow.ping()
+        finally:
+            self._pool_wait = None
 
     def close(self) -> None:
+        self.watchdog.stop()
         self.pool.close()
 
     # ------------------------------------------------------------ helpers
 
     def _acquire(self) -> PgConn:
         try:
-            conn = self.pool.getconn()
+            conn = self.pool.getconn(self._pool_wait)
         except PoolTimeout as exc:
             raise StorageUnavailable(f"no PostgreSQL connection: {exc}") from exc
         if self._atomic:
             try:
-                conn.execute(b"BEGIN")
+                self._sql.run(conn, b"BEGIN")
             except psycopg.Error:
                 self.pool.putconn(conn)
                 raise
@@ -139,10 +172,11 @@ class PgStore:
 
     def _latest_change(self) -> int:
         try:
-            with self.pool.connection() as conn:
-                return license_feed.latest(PgConnection(lambda: conn))
-        except (psycopg.Error, PoolTimeout) as exc:
+            return license_feed.latest(self._sql)
+        except psycopg.Error as exc:
             raise StorageUnavailable(str(exc)) from exc
+        finally:
+            self.release()
 
     def read_license_changes(self) -> None:
         """The view forgets the licenses changed since the cursor; every
@@ -190,7 +224,7 @@ class _PgScope:
         conn = store._sql.conn
         try:
             if conn is not None and self._atomic and not conn.closed:
-                conn.execute(b"COMMIT" if commit else b"ROLLBACK")
+                store._sql.run(conn, b"COMMIT" if commit else b"ROLLBACK")
         finally:
             store.release()
 

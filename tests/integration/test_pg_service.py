@@ -122,7 +122,8 @@ def test_a_lost_connection_is_storage_unavailable_then_the_pool_reconnects(pg_ur
         assert terminate_backends(pg_url) >= 1  # PostgreSQL restarted, as far as we can tell
         with pytest.raises(StorageUnavailable):
             store.ping()  # the pooled connection was dead: the breaker's input
-        store.ping()  # the pool replaced it: answers again, nothing to restart
+        with store.autocommit() as uow:  # a unit of work waits for the pool's new connection
+            uow.ping()  # the pool replaced it: answers again, nothing to restart
     finally:
         store.close()
 

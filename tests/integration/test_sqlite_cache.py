@@ -16,18 +16,9 @@ from licensing_service.service.ports import NewCustomer
 from tests.conftest import add_customer
 from tests.live import LiveServer
 from tests.shapes import error_code
+from tests.ticks import Ticks
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-class Ticks:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

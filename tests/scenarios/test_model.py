@@ -186,6 +186,8 @@ INVARIANTS = {
         "server_errors",
     },
     "db-unreachable": BREAKER_OUTAGE | {"storm_exactly_once"},
+    # The same, the path a black hole: the store's client-side deadline.
+    "db-blackhole": BREAKER_OUTAGE,
 }
 
 

@@ -54,9 +54,10 @@ def test_db_outage_fast_passes_with_a_report(tmp_path: Path) -> None:
     assert (tmp_path / "db-outage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("name", ["db-outage", "db-unreachable"])
+@pytest.mark.parametrize("name", ["db-outage", "db-unreachable", "db-blackhole"])
 def test_a_breaker_outage_fails_against_a_breaker_that_never_opens(name: str) -> None:
-    # db-unreachable: the same on PostgreSQL made unreachable through a proxy.
+    # db-unreachable: the same on PostgreSQL made unreachable through a proxy;
+    # db-blackhole: through a proxy that answers nothing.
     reh = load_rehearsal(shipped()[name])
     result = run_scenario(
         reh,
@@ -67,7 +68,7 @@ def test_a_breaker_outage_fails_against_a_breaker_that_never_opens(name: str) ->
             live=False,
         ),
     )
-    if result.skipped is not None:  # db-unreachable where no PostgreSQL answers
+    if result.skipped is not None:  # on PostgreSQL, where none answers
         pytest.skip(result.skipped)
     verdicts = {v.name: v for v in result.verdicts}
     assert verdicts["breaker_opens"].outcome is Outcome.FAIL

@@ -1,8 +1,9 @@
-"""The rehearsals on PostgreSQL (replica-kill, db-unreachable): skipped with the
-reason where no server answers (an error where one is required), and each
-FAILS against a planted set-up lacking the control it rehearses. Their passing
-fast runs are in test_rehearse_e2e.py (every shipped rehearsal), and so is
-db-unreachable against a breaker that never opens (beside db-outage)."""
+"""The rehearsals on PostgreSQL (replica-kill, db-unreachable, db-blackhole):
+skipped with the reason where no server answers (an error where one is
+required), and each FAILS against a planted set-up lacking the control it
+rehearses. Their passing fast runs are in test_rehearse_e2e.py (every shipped
+rehearsal), and so are db-unreachable and db-blackhole against a breaker that
+never opens (beside db-outage)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from scenarios.runner import RunOptions, run_scenario
 from tests import pg
 
 CLI = [sys.executable, "-m", "licensing_harness", "rehearse"]
-PG_REHEARSALS = ("db-unreachable", "replica-kill")
+PG_REHEARSALS = ("db-unreachable", "db-blackhole", "replica-kill")
 pytestmark = [pytest.mark.e2e]
 
 
@@ -52,7 +53,7 @@ def test_skipped_with_the_reason_where_no_postgresql_answers(tmp_path: Path) -> 
     assert "s3cret" not in done.stdout + done.stderr + (tmp_path / "summary.json").read_text()
     assert done.returncode == 2  # nothing judged is no pass
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [s["result"] for s in summary["scenarios"]] == ["skip", "skip"]
+    assert [s["result"] for s in summary["scenarios"]] == ["skip"] * len(PG_REHEARSALS)
 
 
 def test_an_error_not_a_skip_where_postgresql_is_required(

@@ -5,18 +5,11 @@ from __future__ import annotations
 import io
 
 from fixtures.progress import Progress
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.ticks import Ticks
 
 
 def test_without_a_terminal_it_prints_a_line_every_few_seconds_and_no_carriage_return() -> None:
-    out, clock = io.StringIO(), Ticks()
+    out, clock = io.StringIO(), Ticks(100.0)
     with Progress("sending", 1000, unit="deliveries", stream=out, every=5, clock=clock) as p:
         for done in range(0, 1001, 10):
             p.update(done, "ok")
@@ -31,7 +24,7 @@ def test_without_a_terminal_it_prints_a_line_every_few_seconds_and_no_carriage_r
 
 def test_an_open_ended_task_shows_the_count_alone() -> None:
     out = io.StringIO()
-    p = Progress("storm", None, unit="events", stream=out, clock=Ticks())
+    p = Progress("storm", None, unit="events", stream=out, clock=Ticks(100.0))
     p.update(42)
     p.close("done")
     p.close("twice")  # closing again prints nothing more
@@ -51,7 +44,7 @@ def test_a_stream_without_isatty_counts_as_no_terminal() -> None:
             pass
 
     bare = Bare()
-    with Progress("x", 2, stream=bare, clock=Ticks()) as p:  # type: ignore[arg-type]
+    with Progress("x", 2, stream=bare, clock=Ticks(100.0)) as p:  # type: ignore[arg-type]
         p.update(2)
     assert "".join(bare.parts).splitlines()[-1] == "x: 2/2 (100%) [0 s]"
 
