@@ -476,22 +476,65 @@ def test_a_suspension_on_one_replica_reaches_the_others_cache_within_the_bound(
     assert planted[2] == "active" and planted[3] is True
 
 
+def _feed_after(url: str, cursor: int) -> list[tuple[int, str]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            b"SELECT seq, email FROM license_changes WHERE seq > %s ORDER BY seq", (cursor,)
+        ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def test_the_feed_records_changes_in_commit_order(replicas: Replicas) -> None:
-    """The LICENSE_FEED lock: a change that draws its seq first but commits
-    later must not land below a cursor another replica has already passed."""
+    """seq order is commit order (migrations_pg/0007): a change made first but
+    committed later must not land below a cursor another replica has already
+    passed. Planted, seqs drawn at insert (no LICENSE_FEED lock at commit): A's
+    change lands below B's and a reader past B's never sees it."""
     a, b = replicas.store(), replicas.store()
     first, _ = license_(a, "feed-1@x.test")
     second, _ = license_(a, "feed-2@x.test")
-
-    def later_change_on_b() -> None:
-        with b.transaction() as uow:
-            uow.licenses.set_status(second, "inactive", T0)
-
+    start = max([0, *(seq for seq, _ in _feed_after(replicas.url, 0))])
     with a.transaction() as uow:
-        uow.licenses.set_status(first, "inactive", T0)
-        other = Background(later_change_on_b)
-        other.blocked_or_done(replicas.url)  # waits on the feed lock A holds
+        uow.licenses.set_status(first, "inactive", T0)  # made first, committed last
+        with b.transaction() as other:  # B neither waits for A nor is waited for
+            other.licenses.set_status(second, "inactive", T0)
+        seen = _feed_after(replicas.url, start)
+        assert [email for _, email in seen] == ["feed-2@x.test"]
+        cursor = seen[-1][0]  # a replica reads the feed here, passing B's change
+    assert [email for _, email in _feed_after(replicas.url, cursor)] == ["feed-1@x.test"]
+
+
+def test_feed_changes_in_two_transactions_waiting_on_each_others_locks_do_not_deadlock(
+    replicas: Replicas,
+) -> None:
+    """Two webhook batches on two replicas: A notes a change, then waits for a
+    per-customer lock that B holds; B notes a change and commits. With the feed
+    lock taken at the change (migrations_pg/0003 alone) B waited for A's feed
+    lock and PostgreSQL failed one of them: "deadlock detected" (a 503 to Stripe)."""
+    store = replicas.store()
+    one, _ = license_(store, "lock-1@x.test")
+    two, _ = license_(store, "lock-2@x.test")
+    start = max([0, *(seq for seq, _ in _feed_after(replicas.url, 0))])
+    update = b"UPDATE customers SET subscription_status = 'inactive' WHERE id = %s"
+    per_customer = b"SELECT pg_advisory_xact_lock(424242)"
+    b_holds = threading.Event()
+
+    def replica_b() -> None:
+        with psycopg.connect(replicas.url) as conn:  # one transaction, committed on exit
+            conn.execute(per_customer)
+            b_holds.set()
+            assert a_waits.wait(10)
+            conn.execute(update, (two,))
+
+    a_waits = threading.Event()
+    other = Background(replica_b)
+    assert b_holds.wait(10)
+    with psycopg.connect(replicas.url) as conn:
+        conn.execute(b"SET lock_timeout = '10s'")
+        conn.execute(update, (one,))  # notes lock-1@ in the feed
+        a_waits.set()
+        conn.execute(per_customer)  # held by B until B commits
     other.result()
-    with psycopg.connect(replicas.url, autocommit=True) as conn:
-        rows = conn.execute(b"SELECT email FROM license_changes ORDER BY seq").fetchall()
-    assert [r[0] for r in rows] == ["feed-1@x.test", "feed-2@x.test"]
+    assert [email for _, email in _feed_after(replicas.url, start)] == [
+        "lock-2@x.test",
+        "lock-1@x.test",
+    ]
