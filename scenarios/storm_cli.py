@@ -36,6 +36,9 @@ INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated)
+    # SIGTERM is routed through SIGINT, which a shell's background job (`cmd &`
+    # in a script, a CI step) starts with ignored: there it would stop nothing.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -44,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
