@@ -372,6 +372,10 @@ class MemoryBilling:
         del before
         return 0
 
+    def lock_batch(self, event_ids: Sequence[str], stripe_customer_ids: Sequence[str]) -> None:
+        """Nothing to order: one unit of work at a time."""
+        del event_ids, stripe_customer_ids
+
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool:
         del now
         refunds = self._tables().refunds

@@ -15,6 +15,7 @@ replica that dies cannot leave one held.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from licensing_service.adapters.sqlite_billing import SqliteBilling
@@ -95,6 +96,36 @@ class PgBilling(SqliteBilling):
                 "SELECT pg_advisory_xact_lock(?, hashtext(?))", (BILLING_LOCK, stripe_customer_id)
             )
         return super().billing_state(stripe_customer_id)
+
+    def lock_batch(self, event_ids: Sequence[str], stripe_customer_ids: Sequence[str]) -> None:
+        """BATCH LOCK ORDER. A webhook batch is one transaction, so it holds
+        each event's lock and each customer's until COMMIT: two batches on two
+        replicas with events for customers X and Y in crossed orders each held
+        one and waited for the other ("deadlock detected": 80 of a 10,000-event
+        storm over three replicas failed so, and were retried). So the batch
+        takes them all first, in one global order: event locks, then billing
+        locks, each by key (the lock's identity is the hash, so the hashes are
+        sorted, not the ids). The handler's own calls then find them held
+        (advisory locks are re-entrant within a transaction). A single
+        delivery, taking one event lock and then one billing lock, follows the
+        same order."""
+        if not self.locking:
+            return
+        for namespace, ids in (
+            (WEBHOOK_EVENT_LOCK, event_ids),
+            (BILLING_LOCK, stripe_customer_ids),
+        ):
+            if not ids:
+                continue
+            hashes = self._c.execute(
+                "SELECT DISTINCT hashtext(x) FROM unnest(?::text[]) AS t(x)", (list(ids),)
+            ).fetchall()
+            # A function scan yields the array's order, and the aggregate calls
+            # the lock row by row in it.
+            self._c.execute(
+                "SELECT count(pg_advisory_xact_lock(?, k)) FROM unnest(?::int[]) AS t(k)",
+                (namespace, sorted(int(row[0]) for row in hashes)),
+            ).fetchall()
 
 
 class PgOutbox(SqliteOutbox):

@@ -7,6 +7,7 @@ it causes commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from licensing_service.adapters import license_feed
@@ -194,6 +195,10 @@ class SqliteBilling:
 
     def prune_license_changes(self, before: datetime) -> int:
         return license_feed.prune(self._c, before)
+
+    def lock_batch(self, event_ids: Sequence[str], stripe_customer_ids: Sequence[str]) -> None:
+        """Nothing to order: ``BEGIN IMMEDIATE`` lets one writer in at a time."""
+        del event_ids, stripe_customer_ids
 
     def record_refund(self, customer_id: int | None, refund: Refund, now: datetime) -> bool:
         stamp = to_db(now)

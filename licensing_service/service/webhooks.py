@@ -128,6 +128,9 @@ class WebhookService:
         results: list[_Committed | LicensingError] = []
         try:
             with self.licensing.transaction(deliveries[-1][0].now) as uow:
+                if len(deliveries) > 1:
+                    headers = [header for _, header in deliveries]
+                    uow.billing.lock_batch([h.id for h in headers], _customers_of(headers))
                 for call, header in deliveries:
                     results.append(self._one(uow, call, header))
         except LicensingError as exc:  # the database is unavailable: nothing committed
@@ -317,3 +320,20 @@ class WebhookService:
         details = {"reason": header.type, "event": header.id}
         assert state.status is not None
         return audit_entry(call, "status_change", state.status.value, customer_id, details)
+
+
+def _customers_of(headers: Sequence[EventHeader]) -> list[str]:
+    """The Stripe customers whose billing state a batch will lock; an event
+    whose payload names none (or is malformed: its handler records why) adds
+    none."""
+    found = []
+    for header in headers:
+        if header.type not in contract.HANDLED_EVENTS:
+            continue
+        try:
+            change = read_change(header)
+        except PayloadInvalid:
+            continue
+        if change is not None:
+            found.append(change.stripe_customer_id)
+    return found

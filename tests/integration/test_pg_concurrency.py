@@ -29,11 +29,13 @@ from licensing_service.config import Settings
 from licensing_service.domain.billing import BillingFact, merge
 from licensing_service.domain.credentials import new_unlock_token
 from licensing_service.domain.sessions import SessionRecord, SessionStatus
+from licensing_service.domain.stripe_events import EventHeader
 from licensing_service.domain.webhook_claims import Claim, decide_claim
 from licensing_service.service.emails import EmailType, compose
 from licensing_service.service.errors import SessionConflict, SessionIdTaken, SessionKicked
 from licensing_service.service.licensing import Call, LicensingService
 from licensing_service.service.ports import NewCustomer, UnitOfWork
+from licensing_service.service.webhooks import WebhookResult, WebhookService
 from tests import pg
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -538,3 +540,51 @@ def test_feed_changes_in_two_transactions_waiting_on_each_others_locks_do_not_de
         "lock-2@x.test",
         "lock-1@x.test",
     ]
+
+
+# ------------------------------------------------------- webhook batch lock order
+
+
+def _failed_payment(event_id: str, stripe_customer: str) -> EventHeader:
+    invoice = {"id": f"in_{event_id}", "object": "invoice", "customer": stripe_customer}
+    return EventHeader(event_id, "invoice.payment_failed", int(T0.timestamp()), invoice)
+
+
+def crossed_batches(replicas: Replicas, *, ordered: bool) -> list[object]:
+    """Two webhook batches on two replicas, for Stripe customers X and Y in
+    crossed orders; each, after its first event, gives the other up to 0.5 s
+    to apply its own first event (as a busy machine interleaves them)."""
+    a, b = replicas.store(), replicas.store()
+    run = "ordered" if ordered else "planted"  # events and customers of their own
+    if not ordered:  # planted: the batch takes each lock as its event comes
+        for store in (a, b):
+            store._uow.billing.lock_batch = lambda *_: None  # type: ignore[method-assign]
+    firsts = {"A": threading.Event(), "B": threading.Event()}
+
+    def batch(store: PgStore, me: str, other: str, customers: tuple[str, str]) -> list[object]:
+        def after_each(event_id: str) -> None:
+            if event_id.endswith("-1"):
+                firsts[me].set()
+                firsts[other].wait(0.5)
+
+        hooks = WebhookService(service(store), ["whsec_unused"], fail_hook=after_each)
+        events = [
+            _failed_payment(f"ev_{run}{me}-{n}", f"{c}{run}") for n, c in enumerate(customers, 1)
+        ]
+        return list(hooks.receive_batch([(call(), e) for e in events]))
+
+    other = Background(lambda: batch(b, "B", "A", ("cus_Y", "cus_X")))
+    mine = batch(a, "A", "B", ("cus_X", "cus_Y"))
+    theirs = other.result()
+    assert isinstance(theirs, list)
+    return [*mine, *theirs]
+
+
+def test_webhook_batches_on_two_replicas_take_their_locks_in_one_order(
+    replicas: Replicas,
+) -> None:
+    outcomes = crossed_batches(replicas, ordered=True)
+    assert [type(o).__name__ for o in outcomes] == ["WebhookResult"] * 4
+    # Planted, each lock as its event comes: "deadlock detected" fails one batch.
+    planted = crossed_batches(replicas, ordered=False)
+    assert any(not isinstance(o, WebhookResult) for o in planted), planted
