@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from fixtures.stripe.lifecycle import ExpectedLicense
 from loadtests.harness.checks.target import PROPAGATION_POLL_SECONDS, Answer, Target
+from loadtests.harness.checks.webhook_idempotency import final_state_mismatches
 
 OLD = Answer(200, {}, httpx.Headers())
 NEW = Answer(403, {"error": {"code": "SUBSCRIPTION_INACTIVE"}}, httpx.Headers())
@@ -118,3 +120,54 @@ def test_the_asks_are_bounded_even_on_a_clock_that_never_moves() -> None:
     seen = stalled.until_shown(ask, lambda a: a is NEW, lambda a: a is OLD)
     stalled.close()
     assert not seen.shown and len(asks) == 2 + int(0.050 / PROPAGATION_POLL_SECONDS)
+
+
+# ------------------------------------------ webhook_idempotency's final states
+
+
+def expected(email: str, status: str) -> ExpectedLicense:
+    return ExpectedLicense(email, "cus_1", "cs_1", status, 0, 0, (), ("checkout",))
+
+
+ACTIVE = Answer(200, {}, httpx.Headers())
+ENDED = Answer(404, {"error": {"code": "NO_VALID_SUBSCRIPTION"}}, httpx.Headers())
+
+
+def final_states_shown_after(
+    mp: pytest.MonkeyPatch,
+    clock: Clock,
+    target: Target,
+    lag: float | None,
+    old: Answer,
+    new: Answer,
+) -> None:
+    def instant(email: str, session_id: str, fingerprint: str) -> Answer:
+        clock.now += 0.001
+        late = lag is None or clock.now - target.acknowledged < lag
+        return old if late else new
+
+    mp.setattr(target, "instant", instant)
+
+
+@pytest.mark.parametrize(
+    ("status", "old", "new"), [("active", ENDED, ACTIVE), ("cancelled", ACTIVE, ENDED)]
+)
+def test_final_states_are_judged_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+    clock: Clock,
+    target: Target,
+    status: str,
+    old: Answer,
+    new: Answer,
+) -> None:
+    oracle = {"a@x": expected("a@x", status)}
+    target.acknowledge()  # the storm's end
+    final_states_shown_after(monkeypatch, clock, target, 0.020, old, new)
+    assert len(final_state_mismatches(target, oracle)) == 1  # bound 0: exact, as before
+    target.propagation_seconds = 0.100
+    target.acknowledge()
+    assert final_state_mismatches(target, oracle) == []
+    target.acknowledge()
+    final_states_shown_after(monkeypatch, clock, target, None, old, new)
+    [wrong] = final_state_mismatches(target, oracle)
+    assert "propagation bound 100 ms" in wrong
