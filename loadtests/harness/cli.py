@@ -23,6 +23,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     gate.add_argument("--duration", help="override [load].duration, e.g. 30s")
     gate.add_argument("--users", type=int, help="override [load].users")
+    gate.add_argument(
+        "--propagation",
+        metavar="DURATION",
+        help="override [checks].propagation: how long a change may take to show on every"
+        " replica, e.g. 100ms (default 0ms: exact, one process)",
+    )
     gate.add_argument("--credentials", type=Path, help="licenses to drive on --target (JSON lines)")
     gate.add_argument(
         "--webhook-secret",
@@ -106,6 +112,7 @@ def _gate(args: argparse.Namespace) -> int:
             config=args.config,
             report_dir=args.report,
             duration=args.duration,
+            propagation=args.propagation,
             users=args.users,
             credentials=args.credentials,
             webhook_secrets=tuple(args.webhook_secret),

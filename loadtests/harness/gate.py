@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -43,7 +43,13 @@ from loadtests.harness.charts import limits_from, write_charts
 from loadtests.harness.checks.runner import run_checks
 from loadtests.harness.cluster import Cluster, Distribution, start_cluster
 from loadtests.harness.errors import ConfigError, GateError
-from loadtests.harness.gate_config import GateConfig, load_config, parse_duration, with_load
+from loadtests.harness.gate_config import (
+    GateConfig,
+    load_config,
+    parse_duration,
+    parse_millis,
+    with_load,
+)
 from loadtests.harness.locust_process import (
     locust_command,
     locust_env,
@@ -68,6 +74,7 @@ class GateOptions:
     report_dir: Path = Path("var/gate")
     duration: str | None = None  # overrides [load].duration
     users: int | None = None  # overrides [load].users
+    propagation: str | None = None  # overrides [checks].propagation
     credentials: Path | None = None  # --target without a webhook secret
     webhook_secrets: tuple[str, ...] = ()
     pin: bool = True
@@ -106,6 +113,9 @@ def _overridden(config: GateConfig, options: GateOptions) -> GateConfig:
         if options.users < 1:
             raise ConfigError("--users", "must be at least 1")
         changes["users"] = options.users
+    if options.propagation is not None:
+        propagation_ms = parse_millis(options.propagation, "--propagation")
+        config = replace(config, propagation_ms=propagation_ms)
     return with_load(config, **changes)
 
 
@@ -130,7 +140,15 @@ def _run(config: GateConfig, options: GateOptions) -> int:
                     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
                 # Alongside the measured load, not the spawning of its users.
                 time.sleep(min(config.load.warmup_s, config.load.duration_s / 2))
-                checks.extend(run_checks(base_url, secrets, config.checks, progress=_note))
+                checks.extend(
+                    run_checks(
+                        base_url,
+                        secrets,
+                        config.checks,
+                        progress=_note,
+                        propagation_seconds=config.propagation_ms / 1000,
+                    )
+                )
 
             checker = threading.Thread(target=check_after_warmup, daemon=True)
             with _load(config, base_url, env, report_dir, options) as (locust, workers):

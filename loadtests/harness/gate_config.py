@@ -29,6 +29,9 @@ errors, so a typo (``mx = 10``) can't silently disable a threshold::
     conflict_takeover = true
     no_grace = true
     webhook_idempotency = true
+    propagation = "0ms"         # the deployment's stated bound for a change to show on every
+                                # replica ("100ms", "0.2s"; >= 0): within it, a check expecting
+                                # a suspension/restoration asks again; "0ms" judges exactly
 
 Metrics: ``p50 p90 p95 p99 p99.9 max mean`` are milliseconds over successful requests;
 ``corrected_<that>`` (e.g. ``corrected_p99``) is the same measured from each request's
@@ -141,6 +144,34 @@ def _duration(value: object) -> object:
     raise refuse(f'must be a duration like "90s", "2m" or "1m30s", not {shown(value)}')
 
 
+# A propagation bound: milliseconds or seconds, fractions allowed ("100ms", "0.2s").
+_MILLIS = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)")
+
+
+def _millis_in(text: str) -> float:
+    if text.strip().startswith("-"):
+        raise refuse(f"negative duration {shown(text)}")
+    match = _MILLIS.fullmatch(text.strip())
+    if match is None:
+        raise refuse(f'unparseable duration {shown(text)}; write e.g. "100ms", "0ms" or "0.2s"')
+    n = float(match.group("n"))
+    return n if match.group("unit") == "ms" else n * 1000
+
+
+def _millis(value: object) -> object:
+    if isinstance(value, str):
+        return _millis_in(value)
+    raise refuse(f'must be a duration like "100ms", "0ms" or "0.2s", not {shown(value)}')
+
+
+def parse_millis(text: str, key: str) -> float:
+    """Milliseconds in "100ms", "0.2s"; ConfigError naming ``key`` otherwise."""
+    try:
+        return _millis_in(text)
+    except PydanticCustomError as exc:
+        raise ConfigError(key, exc.message()) from None
+
+
 def parse_duration(text: str, key: str = "duration") -> int:
     """Seconds in "90s", "2m", "1m30s", "1h"; ConfigError naming ``key`` otherwise."""
     try:
@@ -151,6 +182,7 @@ def parse_duration(text: str, key: str = "duration") -> int:
 
 Positive = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 Seconds = Annotated[int, BeforeValidator(_duration)]
+Millis = Annotated[float, BeforeValidator(_millis)]
 Bound = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
 Name = Annotated[StrictStr, Field(min_length=1)]
 
@@ -235,18 +267,27 @@ def metric_unit(metric: str) -> str:
 
 
 class ChecksTable(BaseModel):
-    """``[checks]``: a check left out is enabled, so the gate is strict by default."""
+    """``[checks]``: a check left out is enabled, so the gate is strict by default;
+    ``propagation`` is no check but how long a change may take to show everywhere."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
 
     cache_tiers: StrictBool = True
     heartbeat_expiry: StrictBool = True
     conflict_takeover: StrictBool = True
     no_grace: StrictBool = True
     webhook_idempotency: StrictBool = True
+    # The deployment's stated bound for a change (a suspension, a restoration) to
+    # show on every replica; 0: on the very next request (one process).
+    propagation_ms: Annotated[Millis, Field(validation_alias="propagation")] = 0.0
+
+    def enabled(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in KNOWN_CHECKS}
 
 
-KNOWN_CHECKS = tuple(ChecksTable.model_fields)
+KNOWN_CHECKS = tuple(n for n in ChecksTable.model_fields if n != "propagation_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +297,7 @@ class GateConfig:
     load: LoadConfig
     thresholds: tuple[Threshold, ...]
     checks: dict[str, bool] = field(default_factory=dict)
+    propagation_ms: float = 0.0  # [checks].propagation
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -283,13 +325,14 @@ class GateFile(BaseModel):
 
     @model_validator(mode="after")
     def _judges_something(self) -> Self:
-        if not self.threshold and not any(self.checks.model_dump().values()):
+        if not self.threshold and not any(self.checks.enabled().values()):
             nothing = "no thresholds and no checks enabled: the gate would judge nothing"
             raise refuse(nothing, at=("threshold",))
         return self
 
     def config(self) -> GateConfig:
-        return GateConfig(self.load, self.threshold, self.checks.model_dump())
+        checks = self.checks
+        return GateConfig(self.load, self.threshold, checks.enabled(), checks.propagation_ms)
 
 
 # --------------------------------------------------------------------------- reading
@@ -376,5 +419,6 @@ __all__ = [
     "metric_unit",
     "parse_config",
     "parse_duration",
+    "parse_millis",
     "with_load",
 ]

@@ -9,6 +9,8 @@ reach it. ``settle_seconds=0``: one server process has no stamp lag to wait out.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,9 +39,13 @@ MakeServer = Callable[..., LiveServer]
 ALL = dict.fromkeys(CHECKS, True)
 
 
-def run_one(server: LiveServer, name: str, secrets: list[str] | None = None) -> CheckResult:
+def run_one(
+    server: LiveServer, name: str, secrets: list[str] | None = None, propagation: float = 0.0
+) -> CheckResult:
     secrets = [TEST_WEBHOOK_SECRET] if secrets is None else secrets
-    [result] = run_checks(server.url, secrets, {name: True}, settle_seconds=0)
+    [result] = run_checks(
+        server.url, secrets, {name: True}, settle_seconds=0, propagation_seconds=propagation
+    )
     return result
 
 
@@ -93,6 +99,45 @@ def process_duplicates_again(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def serve_stale_cached_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CustomerView, "_discard_id", lambda self, customer_id: None)
+
+
+def show_changes_after(lag_s: float) -> Callable[[pytest.MonkeyPatch], None]:
+    """A replica told of a write ``lag_s`` late: after a unit of work commits,
+    this process's customer view keeps serving the old rows it wrote for
+    ``lag_s`` from the first read on (as a replica does until it reads the
+    change feed), then forgets them."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        written: list[tuple[CustomerView, int]] = []
+        told: list[tuple[CustomerView, int]] = []  # committed; the lag starts at a read
+        due: list[tuple[float, CustomerView, int]] = []
+        discard, row, committed = CustomerView._discard_id, CustomerView.row, CustomerView.committed
+
+        def later(self: CustomerView, customer_id: int) -> None:
+            # A newer write of the customer supersedes what an older one would discard.
+            told[:] = [t for t in told if t[1] != customer_id]
+            due[:] = [d for d in due if d[2] != customer_id]
+            written.append((self, customer_id))
+
+        def lag_from_commit(self: CustomerView) -> None:
+            committed(self)
+            told.extend(written)
+            written.clear()
+
+        def lagging_row(self: CustomerView, email: str) -> object:
+            now = time.monotonic()
+            due.extend((now + lag_s, view, customer_id) for view, customer_id in told)
+            told.clear()
+            for item in [d for d in due if d[0] <= now]:
+                due.remove(item)
+                discard(item[1], item[2])
+            return row(self, email)
+
+        monkeypatch.setattr(CustomerView, "_discard_id", later)
+        monkeypatch.setattr(CustomerView, "committed", lag_from_commit)
+        monkeypatch.setattr(CustomerView, "row", lagging_row)
+
+    return patch
 
 
 def never_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +235,60 @@ def test_the_failure_detail_names_the_expected_and_the_seen_answer(
     assert "answered 200" in result.detail
     assert "expected 403 SUBSCRIPTION_INACTIVE" in result.detail
     assert "3600 s aggressive tier" in result.detail  # what the device held when suspended
+
+
+# ------------------------------------------- a deployment's propagation bound
+
+
+@pytest.mark.parametrize("check", ["cache_tiers", "no_grace"])
+def test_bound_0_fails_a_change_shown_late(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch, check: str
+):
+    server = make_server()
+    show_changes_after(0.300)(monkeypatch)
+    result = run_one(server, check)
+    assert result.outcome is Outcome.FAIL, result
+    assert "invoice.payment_failed answered 200" in result.detail
+    assert "expected 403 SUBSCRIPTION_INACTIVE" in result.detail
+    assert "bound" not in result.detail  # judged exactly, as before the bound existed
+
+
+@pytest.mark.parametrize("check", ["cache_tiers", "no_grace"])
+def test_a_change_shown_within_the_bound_passes_and_says_when(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch, check: str
+):
+    server = make_server()
+    show_changes_after(0.030)(monkeypatch)
+    result = run_one(server, check, propagation=0.500)
+    assert result.outcome is Outcome.PASS, result
+    shown = [int(n) for n in re.findall(r"seen after (\d+) ms, bound 500 ms", result.detail)]
+    assert shown and all(20 <= n <= 500 for n in shown), result.detail
+    if check == "no_grace":  # the suspension and the restoration, each timed
+        assert len(shown) == 2, result.detail
+
+
+@pytest.mark.parametrize("check", ["cache_tiers", "no_grace"])
+@pytest.mark.parametrize(
+    "breakage",
+    [serve_stale_cached_rows, show_changes_after(0.400)],
+    ids=["never-shown", "shown-after-the-bound"],
+)
+def test_a_change_not_shown_within_the_bound_fails_naming_it(
+    make_server: MakeServer,
+    monkeypatch: pytest.MonkeyPatch,
+    check: str,
+    breakage: Callable[[pytest.MonkeyPatch], None],
+):
+    server = make_server()
+    breakage(monkeypatch)
+    started = time.monotonic()
+    result = run_one(server, check, propagation=0.050)
+    assert result.outcome is Outcome.FAIL, result
+    assert "invoice.payment_failed answered 200" in result.detail
+    assert "expected 403 SUBSCRIPTION_INACTIVE" in result.detail
+    assert "propagation bound 50 ms" in result.detail
+    assert re.search(r"still so (\d+) ms after the change was acknowledged", result.detail)
+    assert time.monotonic() - started < result.seconds + 1  # no wait beyond the check's own
 
 
 @pytest.mark.slow

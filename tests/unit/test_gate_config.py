@@ -309,3 +309,61 @@ def test_the_gate_refuses_a_bad_file_with_exit_2_one_problem_a_line(
         f"  {bad}: load.warmup_s: unknown key; expected one of: {LOAD_KEYS}, customers, max_steal",
     ]
     assert not (tmp_path / "report").exists()  # refused before anything ran
+
+
+# ------------------------------------------------------------- [checks].propagation
+
+
+@pytest.mark.parametrize(
+    ("value", "millis"),
+    [('"0ms"', 0.0), ('"100ms"', 100.0), ('"37.5ms"', 37.5), ('"0.2s"', 200.0), ('"1s"', 1000.0)],
+)
+def test_the_propagation_bound_is_read_in_milliseconds(value: str, millis: float) -> None:
+    config = loads_config(T + f"[checks]\npropagation = {value}\n")
+    assert config.propagation_ms == millis
+    assert config.checks == dict.fromkeys(KNOWN_CHECKS, True)  # no check named propagation
+
+
+def test_the_propagation_bound_defaults_to_exact() -> None:
+    assert loads_config(T).propagation_ms == 0.0
+    assert load_config(None).propagation_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"-5ms"', "negative duration '-5ms'"),
+        ('"100"', "unparseable duration '100'"),
+        ('"fast"', "unparseable duration 'fast'"),
+        ('"1m"', "unparseable duration '1m'"),
+        ("100", 'must be a duration like "100ms", "0ms" or "0.2s", not 100'),
+        ("true", 'must be a duration like "100ms", "0ms" or "0.2s", not true'),
+    ],
+)
+def test_a_bad_propagation_bound_is_refused_naming_the_key(value: str, problem: str) -> None:
+    message = str(refused(T + f"[checks]\npropagation = {value}\n"))
+    assert message.startswith("checks.propagation: "), message
+    assert problem in message
+
+
+def test_the_propagation_field_name_is_no_file_key() -> None:
+    message = str(refused(T + '[checks]\npropagation_ms = "5ms"\n'))
+    assert message.startswith("checks.propagation_ms: unknown key")
+    assert "propagation" in message.split("expected one of:")[1]
+
+
+def test_the_command_line_propagation_overrides_the_file_and_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from licensing_harness.cli import main as cli_main
+    from loadtests.harness.gate import GateOptions, _overridden
+
+    config = loads_config(T + '[checks]\npropagation = "0ms"\n')
+    assert _overridden(config, GateOptions(propagation="100ms")).propagation_ms == 100.0
+    assert _overridden(config, GateOptions()).propagation_ms == 0.0
+    with pytest.raises(ConfigError, match=r"^--propagation: negative duration '-1ms'$"):
+        _overridden(config, GateOptions(propagation="-1ms"))
+    code = cli_main(["gate", "--propagation", "soon", "--report", str(tmp_path / "r"), "--no-pin"])
+    assert code == 2
+    assert "--propagation: unparseable duration 'soon'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

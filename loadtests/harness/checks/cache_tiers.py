@@ -7,7 +7,7 @@ from typing import Any
 
 from licensing_service.contract import ErrorCode
 from loadtests.harness.checks.invoices import expect_delivered, invoice_event, new_ids
-from loadtests.harness.checks.target import Answer, CheckFailed, Target, require_elapsed
+from loadtests.harness.checks.target import Answer, CheckFailed, Seen, Target, require_elapsed
 from loadtests.harness.provision import Credential, plan_licenses
 
 
@@ -23,6 +23,7 @@ AGGRESSIVE = Tier("aggressive", 3600)
 MODERATE = Tier("moderate", 1800)
 CONSERVATIVE = Tier("conservative", 900)
 MINIMAL = Tier("minimal", 300)
+ACTIVE_TIERS = (AGGRESSIVE, MODERATE, CONSERVATIVE)
 # (seconds since the previous validation, the tier the next one must get):
 # each side of both boundaries.
 BOUNDARIES: tuple[tuple[int, Tier], ...] = (
@@ -59,8 +60,9 @@ def check_cache_tiers(target: Target) -> str:
     created = int(target.sign_clock()()) + 1  # newer than the checkout, days ago by now
     failed = invoice_event(cred, paid=False, invoice_id=ids.new("in"), created=created, ids=ids)
     expect_delivered(target.send_event(failed), "invoice.payment_failed")
-    expect_inactive_hint(target.validate(cred))
-    steps.append("inactive → 403 with 300")
+    seen = until_suspended(target, cred)
+    expect_inactive_hint(seen)
+    steps.append(f"inactive → 403 with 300{seen.note()}")
     return f"{', '.join(steps)}; each in caching.duration and Cache-Control"
 
 
@@ -120,11 +122,37 @@ def expect_tier(answer: Answer, tier: Tier, what: str) -> None:
         )
 
 
-def expect_inactive_hint(answer: Answer) -> None:
-    if not answer.is_(403, ErrorCode.SUBSCRIPTION_INACTIVE):
+def tier_of(answer: Answer) -> Tier | None:
+    """The active tier a 200 holds, body and header agreeing; None otherwise."""
+    if not answer.is_(200):
+        return None
+    caching = answer.body.get("caching")
+    caching = caching if isinstance(caching, dict) else {}
+    seen = (caching.get("duration"), caching.get("strategy"))
+    for tier in ACTIVE_TIERS:
+        if seen == (tier.seconds, tier.strategy) and cache_control(answer) == hinted(tier):
+            return tier
+    return None
+
+
+def is_suspended(answer: Answer) -> bool:
+    return answer.is_(403, ErrorCode.SUBSCRIPTION_INACTIVE)
+
+
+def until_suspended(target: Target, cred: Credential) -> Seen:
+    """The validation after a suspension; within the propagation bound, a 200 with
+    a tier by the rules is what a replica not yet told says, and is asked again."""
+    return target.until_shown(
+        lambda: target.validate(cred), is_suspended, lambda a: tier_of(a) is not None
+    )
+
+
+def expect_inactive_hint(seen: Seen) -> None:
+    answer = seen.answer
+    if not is_suspended(answer):
         raise CheckFailed(
             f"validation of a license suspended by invoice.payment_failed answered"
-            f" {answer.describe()}, expected 403 SUBSCRIPTION_INACTIVE"
+            f" {answer.describe()}, expected 403 SUBSCRIPTION_INACTIVE{seen.late()}"
         )
     caching = answer.body.get("caching")
     duration = caching.get("duration") if isinstance(caching, dict) else None

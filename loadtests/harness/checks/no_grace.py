@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from licensing_service.contract import ErrorCode
+from loadtests.harness.checks.cache_tiers import is_suspended, until_suspended
 from loadtests.harness.checks.invoices import expect_delivered, invoice_event, new_ids
 from loadtests.harness.checks.target import Answer, CheckFailed, Target, expect
 
@@ -21,24 +21,26 @@ def check_no_grace(target: Target) -> str:
     failed_at = int(target.sign_clock()()) + 1
     failed = invoice_event(cred, paid=False, invoice_id=invoice_id, created=failed_at, ids=ids)
     expect_delivered(target.send_event(failed), "invoice.payment_failed")
-    suspended = target.validate(cred)
-    if not suspended.is_(403, ErrorCode.SUBSCRIPTION_INACTIVE):
+    seen = until_suspended(target, cred)
+    suspended = seen.answer
+    if not seen.shown:
         raise CheckFailed(
             f"the validation right after a signed invoice.payment_failed answered"
             f" {suspended.describe()} (with {_tier_text(suspended)}), expected 403"
-            f" SUBSCRIPTION_INACTIVE (no grace, though the device held {held})"
+            f" SUBSCRIPTION_INACTIVE (no grace, though the device held {held}){seen.late()}"
         )
     paid = invoice_event(cred, paid=True, invoice_id=invoice_id, created=failed_at + 60, ids=ids)
     expect_delivered(target.send_event(paid), "invoice.paid")
-    restored = target.validate(cred)
-    if not restored.is_(200):
+    back = target.until_shown(lambda: target.validate(cred), lambda a: a.is_(200), is_suspended)
+    if not back.shown:
         raise CheckFailed(
             f"the validation right after a signed invoice.paid (attempt 2) answered"
-            f" {restored.describe()}, expected 200 (recovery is as immediate as suspension)"
+            f" {back.answer.describe()}, expected 200 (recovery is as immediate as"
+            f" suspension){back.late()}"
         )
     return (
         f"validated twice (the device held {held}); invoice.payment_failed → next validation 403"
-        " SUBSCRIPTION_INACTIVE; invoice.paid → next validation 200"
+        f" SUBSCRIPTION_INACTIVE{seen.note()}; invoice.paid → next validation 200{back.note()}"
     )
 
 

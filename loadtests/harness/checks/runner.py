@@ -35,12 +35,17 @@ def run_checks(
     *,
     progress: Callable[[str], None] | None = None,
     settle_seconds: float = STAMP_SETTLE_SECONDS,
+    propagation_seconds: float = 0.0,
 ) -> list[CheckResult]:
     """One result per enabled check, in :data:`CHECKS` order (unknown names
-    last, as errors), one after the other. Never raises for a check's sake."""
+    last, as errors), one after the other. Never raises for a check's sake.
+    ``propagation_seconds``: the deployment's bound for a change to show on every
+    replica (``[checks].propagation``); 0 judges the very next answer."""
     names = [n for n in CHECKS if enabled.get(n)]
     names += sorted(n for n, on in enabled.items() if on and n not in CHECKS)
-    target = Target(base_url, secrets, settle_seconds=settle_seconds)
+    target = Target(
+        base_url, secrets, settle_seconds=settle_seconds, propagation_seconds=propagation_seconds
+    )
     results = []
     try:
         for name in names:

@@ -34,6 +34,8 @@ CLOCK_SLACK_SECONDS = 1.0
 # LH_AUDIT_FLUSH_MS (50 ms) late (README, "Storage and durability"); waiting
 # that out measures the tier rule, not the documented flush lag.
 STAMP_SETTLE_SECONDS = 0.1
+# Between two asks while a change may still be propagating (bound > 0).
+PROPAGATION_POLL_SECONDS = 0.005
 
 
 class CheckFailed(Exception):
@@ -82,6 +84,36 @@ class Answer:
         return f"{self.status} {self.code}" if self.code else str(self.status)
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The answer a check judges after a change, and when it came."""
+
+    answer: Answer
+    shown: bool  # the expected answer (the change showed)
+    after_s: float  # since the change was acknowledged, when this answer came
+    tries: int
+    bound_s: float
+
+    def note(self) -> str:
+        """For a pass's detail: empty when judged exactly (bound 0)."""
+        if self.bound_s <= 0:
+            return ""
+        return f" (seen after {_ms(self.after_s)} ms, bound {_ms(self.bound_s)} ms)"
+
+    def late(self) -> str:
+        """For a failure's detail: how long the old answer lasted, the bound named."""
+        if self.bound_s <= 0:
+            return ""
+        return (
+            f"; still so {_ms(self.after_s)} ms after the change was acknowledged"
+            f" ({self.tries} asks; propagation bound {_ms(self.bound_s)} ms)"
+        )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
 def error_of_body(body: Mapping[str, Any]) -> str | None:
     error = body.get("error")
     code = error.get("code") if isinstance(error, dict) else None
@@ -98,6 +130,9 @@ class Target:
         *,
         settle_seconds: float = STAMP_SETTLE_SECONDS,
         budget_seconds: float = CHECK_BUDGET_SECONDS,
+        propagation_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.secrets = [s for s in secrets if s]
@@ -108,6 +143,10 @@ class Target:
         self._deadline = float("inf")
         self._has_clock: bool | None = None
         self._rng = random.SystemRandom()
+        self.propagation_seconds = propagation_seconds
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.acknowledged = monotonic()  # when the latest change was acknowledged
 
     def close(self) -> None:
         self.http.close()
@@ -187,7 +226,43 @@ class Target:
     def send_event(self, event: dict[str, Any]) -> Answer:
         if self.remaining() <= 0:
             raise Inconclusive(f"did not finish within {self.budget_seconds:g} s")
-        return Answer.of(self.provisioner().send_event(event))
+        answer = Answer.of(self.provisioner().send_event(event))
+        self.acknowledge()
+        return answer
+
+    # ------------------------------------------------------- propagation
+
+    def acknowledge(self) -> None:
+        """A change was just acknowledged: propagation is timed from now."""
+        self.acknowledged = self.monotonic()
+
+    def until_shown(
+        self,
+        ask: Callable[[], Answer],
+        shows: Callable[[Answer], bool],
+        before: Callable[[Answer], bool],
+    ) -> Seen:
+        """Ask until the answer ``shows`` the latest change, for as long as the
+        deployment's propagation bound allows since it was acknowledged.
+
+        Only an answer from ``before`` the change (what a replica not yet told
+        would say) is asked again; any other answer returns at once, for the
+        check to judge. Bound 0: one ask, judged exactly. Otherwise asks a few
+        ms apart until the bound has passed, then once more; never sleeps past
+        the bound, and the number of asks is capped."""
+        bound = self.propagation_seconds
+        deadline = self.acknowledged + bound
+        most = 2 + int(bound / PROPAGATION_POLL_SECONDS)  # bounded even if the clock stalls
+        tries = 0
+        while True:
+            answer = ask()
+            tries += 1
+            after = self.monotonic() - self.acknowledged
+            shown = shows(answer)
+            left = deadline - self.monotonic()
+            if shown or not before(answer) or left <= 0 or tries >= most:
+                return Seen(answer, shown, after, tries, bound)
+            self.sleep(min(PROPAGATION_POLL_SECONDS, left))
 
     # ------------------------------------------------------------ the API
 
