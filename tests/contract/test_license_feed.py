@@ -92,6 +92,22 @@ def test_the_flusher_prunes_the_feed_past_its_retention_at_most_every_ten_minute
     assert feed(store) == []
 
 
+def test_a_harness_clock_moved_days_ahead_prunes_nothing_real_time_has_not_aged(
+    backend: Backend,
+) -> None:
+    """Time travel (--test-clock) moves the service's clock, not the replicas'
+    50 ms of real time between two reads of the feed: the retention holds in
+    both. Without it, a clock moved three days ahead pruned this unread row."""
+    store = backend.store
+    note(store, "fresh@x.test", T0)
+    ahead = ManualClock(T0 + timedelta(days=3))
+    asyncio.run(_flush(service_on(store), ahead, wall=ManualClock(T0 + timedelta(seconds=1))))
+    assert feed(store) == ["fresh@x.test"]
+    # A day of real time later too, it goes.
+    asyncio.run(_flush(service_on(store), ahead, wall=ManualClock(T0 + timedelta(days=2))))
+    assert feed(store) == []
+
+
 def _holds(store: Store, view: CustomerView, *emails: str) -> None:
     """A worker that has been serving: the database vouched for these licenses."""
     with store.autocommit() as uow:
